@@ -1,0 +1,68 @@
+"""Fixtures shared by the test files: a fake clock, fake AWS, both stores."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+from moto import mock_aws
+from webtest import TestApp
+
+from timercheck import App, DynamoStore, SqliteStore, Store, dynamodb_client
+
+START = 1_700_000_000.0
+
+
+class FakeClock:
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def fake_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(name, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def dynamo(fake_aws: None) -> DynamoStore:
+    """A DynamoStore on moto, its table made by the service's own create-table."""
+    store = DynamoStore("timers", dynamodb_client("us-east-1"))
+    store.create_table()
+    return store
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def store(request: pytest.FixtureRequest, tmp_path: object) -> Store:
+    if request.param == "sqlite":
+        return SqliteStore(str(tmp_path / "timers.db"))  # type: ignore[operator]
+    return request.getfixturevalue("dynamo")
+
+
+@pytest.fixture
+def app(store: Store, clock: FakeClock) -> TestApp:
+    return TestApp(App(store, clock))
+
+
+@pytest.fixture
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

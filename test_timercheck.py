@@ -1,0 +1,768 @@
+"""The HTTP contract, driven through WebTest on both stores with a fake clock."""
+
+from __future__ import annotations
+
+import io
+import logging
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.awsrequest import AWSResponse
+from webtest import TestApp
+
+from conftest import START, FakeClock
+from timercheck import (
+    App,
+    Breaker,
+    Config,
+    DynamoStore,
+    SqliteStore,
+    StoreUnavailable,
+    Timer,
+    make_store,
+)
+
+T0 = int(START)
+CHECK_FIELDS = {
+    "timer",
+    "request_id",
+    "status",
+    "now",
+    "start_time",
+    "start_seconds",
+    "seconds_elapsed",
+    "seconds_remaining",
+    "message",
+}
+
+
+# -- health and robots --
+
+
+@pytest.mark.parametrize("method", ["get", "head"])
+def test_health_is_ok_text(app: TestApp, method: str) -> None:
+    response = getattr(app, method)("/")
+    assert response.status_int == 200
+    assert response.headers["Content-Type"] == "text/plain"
+    assert response.headers["Content-Length"] == "2"
+    assert response.body == (b"OK" if method == "get" else b"")
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["X-Request-Id"]
+    assert "X-Timer-Status" not in response.headers
+
+
+class BrokenStore:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.calls = 0
+
+    def get(self, name: str) -> Timer | None:
+        self.calls += 1
+        raise self.error
+
+    put = delete = get  # type: ignore[assignment]
+
+
+def test_health_never_touches_the_store(clock: FakeClock) -> None:
+    store = BrokenStore(StoreUnavailable("down"))
+    app = TestApp(App(store, clock))
+    assert app.get("/").text == "OK"
+    assert app.head("/").status_int == 200
+    assert store.calls == 0
+
+
+def test_robots_txt_disallows_everything(app: TestApp) -> None:
+    response = app.get("/robots.txt")
+    assert response.text == "User-agent: *\nDisallow: /\n"
+    assert response.headers["Content-Type"] == "text/plain"
+
+
+def test_robots_txt_is_not_a_timer_name(app: TestApp) -> None:
+    assert "reserved" in app.get("/robots.txt/60", status=400).json["errorMessage"]
+    app.delete("/robots.txt", status=405)
+
+
+# -- never set, set, check --
+
+
+def test_unknown_timer_is_404(app: TestApp) -> None:
+    response = app.get("/nightly-backup", status=404)
+    assert response.json["errorMessage"] == "404: timer has never been set"
+    assert response.json["timer"] == "nightly-backup"
+    assert response.headers["X-Timer-Status"] == "never-set"
+    assert response.json["request_id"] == response.headers["X-Request-Id"]
+
+
+def test_set_answers_with_the_new_countdown(app: TestApp) -> None:
+    response = app.get("/nightly-backup/4200")
+    assert response.content_type == "application/json"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["X-Timer-Status"] == "running"
+    assert response.json == {
+        "timer": "nightly-backup",
+        "request_id": response.headers["X-Request-Id"],
+        "status": "ok",
+        "now": T0,
+        "message": "Timer countdown updated",
+        "new_start_time": T0,
+        "new_start_seconds": 4200,
+    }
+
+
+def test_running_timer_answers_200_with_its_fields(
+    app: TestApp, clock: FakeClock
+) -> None:
+    app.get("/job/60")
+    clock.advance(20.5)
+    response = app.get("/job")
+    assert response.headers["X-Timer-Status"] == "running"
+    assert response.json == {
+        "timer": "job",
+        "request_id": response.headers["X-Request-Id"],
+        "status": "ok",
+        "now": T0 + 20,
+        "start_time": T0,
+        "start_seconds": 60,
+        "seconds_elapsed": 20,
+        "seconds_remaining": 40,
+        "message": "Timer still running",
+    }
+
+
+def test_timer_runs_until_the_second_before_expiry(
+    app: TestApp, clock: FakeClock
+) -> None:
+    app.get("/job/60")
+    clock.advance(59.999)
+    response = app.get("/job")
+    assert response.json["seconds_remaining"] == 1
+    assert response.headers["X-Timer-Status"] == "running"
+
+
+def test_timer_expires_at_the_exact_second(app: TestApp, clock: FakeClock) -> None:
+    app.get("/job/60")
+    clock.advance(60)
+    response = app.get("/job", status=504)
+    assert response.headers["X-Timer-Status"] == "expired"
+    assert response.json == {
+        "timer": "job",
+        "request_id": response.headers["X-Request-Id"],
+        "status": "expired",
+        "now": T0 + 60,
+        "start_time": T0,
+        "start_seconds": 60,
+        "seconds_elapsed": 60,
+        "seconds_remaining": 0,
+        "message": "Timer timed out",
+        "errorMessage": "timer timed out",
+    }
+
+
+def test_expired_timer_stays_expired(app: TestApp, clock: FakeClock) -> None:
+    app.get("/job/60")
+    clock.advance(61)
+    response = app.get("/job", status=504)
+    assert response.json["seconds_remaining"] == -1
+    assert response.json["seconds_elapsed"] == 61
+
+
+def test_start_is_kept_to_the_millisecond(app: TestApp, clock: FakeClock) -> None:
+    clock.advance(0.6)
+    app.get("/job/10")
+    clock.advance(9.999)
+    running = app.get("/job").json
+    assert (running["now"], running["seconds_remaining"]) == (T0 + 10, 1)
+    clock.advance(0.001)
+    response = app.get("/job", status=504)
+    assert response.json["start_time"] == T0
+    assert response.json["now"] == T0 + 10
+
+
+def test_zero_seconds_expires_at_once(app: TestApp) -> None:
+    response = app.get("/job/0")
+    assert response.headers["X-Timer-Status"] == "expired"
+    assert app.get("/job", status=504).json["seconds_remaining"] == 0
+
+
+def test_names_are_case_sensitive(app: TestApp) -> None:
+    app.get("/Job/60")
+    app.get("/job", status=404)
+
+
+# -- resets --
+
+
+def test_reset_reports_the_state_it_replaced(app: TestApp, clock: FakeClock) -> None:
+    app.get("/job/60")
+    clock.advance(25)
+    response = app.get("/job/120")
+    assert response.json["new_start_time"] == T0 + 25
+    assert response.json["new_start_seconds"] == 120
+    assert response.json["start_time"] == T0
+    assert response.json["start_seconds"] == 60
+    assert response.json["seconds_elapsed"] == 25
+    assert response.json["seconds_remaining"] == 35
+    assert app.get("/job").json["seconds_remaining"] == 120
+
+
+def test_reset_revives_an_expired_timer(app: TestApp, clock: FakeClock) -> None:
+    app.get("/job/60")
+    clock.advance(90)
+    app.get("/job", status=504)
+    response = app.get("/job/60")
+    assert response.headers["X-Timer-Status"] == "running"
+    assert response.json["seconds_remaining"] == -30
+    clock.advance(59)
+    assert app.get("/job").json["seconds_remaining"] == 1
+
+
+def test_reset_just_before_expiry_keeps_it_running(
+    app: TestApp, clock: FakeClock
+) -> None:
+    app.get("/job/60")
+    clock.advance(59)
+    app.get("/job/60")
+    clock.advance(59)
+    assert app.get("/job").json["seconds_remaining"] == 1
+
+
+@pytest.mark.parametrize("method", ["post", "put"])
+def test_post_and_put_set_too(app: TestApp, method: str) -> None:
+    getattr(app, method)("/job/30", "ignored body")
+    assert app.get("/job").json["start_seconds"] == 30
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        ("90", 90),
+        ("90s", 90),
+        ("70m", 4200),
+        ("25h", 90000),
+        ("7d", 604800),
+        ("2w", 1209600),
+        ("007", 7),
+        ("0m", 0),
+        ("0000000001", 1),
+        ("999999999", 999_999_999),
+        ("1653w", 999_734_400),
+    ],
+)
+def test_seconds_take_units(app: TestApp, seconds: str, expected: int) -> None:
+    assert app.get(f"/job/{seconds}").json["new_start_seconds"] == expected
+
+
+# -- HEAD --
+
+
+def test_head_answers_like_get_without_a_body(app: TestApp, clock: FakeClock) -> None:
+    app.get("/job/60")
+    for advance, status in [(0, 200), (60, 504)]:
+        clock.advance(advance)
+        got, head = app.get("/job", status=status), app.head("/job", status=status)
+        assert head.body == b""
+        assert head.headers["Content-Length"] == got.headers["Content-Length"]
+        assert head.headers["X-Timer-Status"] == got.headers["X-Timer-Status"]
+    assert app.head("/other", status=404).headers["X-Timer-Status"] == "never-set"
+
+
+def test_head_on_a_set_url_sets_nothing(app: TestApp, clock: FakeClock) -> None:
+    response = app.head("/job/60", status=404)
+    assert response.headers["X-Timer-Status"] == "never-set"
+    app.get("/job", status=404)
+    app.get("/job/60")
+    clock.advance(60)
+    assert app.head("/job/600", status=504).headers["X-Timer-Status"] == "expired"
+    app.get("/job", status=504)
+
+
+def test_head_on_a_set_url_checks_its_seconds(app: TestApp) -> None:
+    app.head("/job/abc", status=400)
+
+
+# -- delete --
+
+
+def test_delete_forgets_a_running_timer(app: TestApp, clock: FakeClock) -> None:
+    app.get("/job/60")
+    clock.advance(10)
+    response = app.delete("/job")
+    assert response.headers["X-Timer-Status"] == "running"
+    assert set(response.json) == CHECK_FIELDS
+    assert response.json["message"] == "Timer deleted"
+    assert response.json["seconds_remaining"] == 50
+    app.get("/job", status=404)
+
+
+def test_delete_of_an_expired_timer_says_it_had_expired(
+    app: TestApp, clock: FakeClock
+) -> None:
+    app.get("/job/60")
+    clock.advance(70)
+    response = app.delete("/job")
+    assert response.headers["X-Timer-Status"] == "expired"
+    assert response.json["status"] == "expired"
+    assert response.json["seconds_remaining"] == -10
+    assert "errorMessage" not in response.json
+
+
+def test_delete_of_an_unknown_timer_is_404(app: TestApp) -> None:
+    response = app.delete("/job", status=404)
+    assert response.json["errorMessage"] == "404: timer has never been set"
+    assert response.headers["X-Timer-Status"] == "never-set"
+
+
+# -- retention --
+
+
+def test_timer_past_its_retention_reads_as_never_set(
+    app: TestApp, clock: FakeClock
+) -> None:
+    app.get("/job/10")
+    clock.advance(10 + 30 * 86400 - 1)
+    app.get("/job", status=504)
+    clock.advance(1)
+    app.get("/job", status=404)
+    response = app.get("/job/10")
+    assert "start_time" not in response.json
+    app.get("/job")
+
+
+def test_retention_is_configurable(store: Any, clock: FakeClock) -> None:
+    app = TestApp(App(store, clock, retention_days=1))
+    app.get("/job/10")
+    clock.advance(10 + 86400)
+    app.get("/job", status=404)
+    app.delete("/job", status=404)
+
+
+# -- query strings --
+
+
+def test_unknown_query_parameters_are_ignored(app: TestApp) -> None:
+    app.get("/job/60?token=abc&x")
+    assert app.get("/job?uptime_kuma_cachebuster=123").json["start_seconds"] == 60
+
+
+# -- bad input --
+
+
+@pytest.mark.parametrize(
+    "seconds",
+    [
+        "-1",
+        "1.5",
+        "+5",
+        "5_000",
+        "abc",
+        "\u0665",
+        "\u00b2",
+        "12345678901",
+        "9999999999",
+        "1000000000",
+        "99999999w",
+        "5S",
+        "5ms",
+        "5 ",
+        " 5",
+        "5\n",
+        "0x10",
+        "1e9",
+        "",
+        "m",
+    ],
+)
+def test_bad_seconds_are_400(app: TestApp, seconds: str) -> None:
+    response = app.get(
+        "/job/x", extra_environ={"PATH_INFO": f"/job/{seconds}"}, status=400
+    )
+    assert response.json["errorMessage"].startswith("400: seconds must be")
+    assert "X-Timer-Status" not in response.headers
+    app.get("/job", status=404)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "-job",
+        ".job",
+        "..",
+        ".",
+        "~",
+        "a b",
+        "caf\u00e9",
+        "job\n",
+        "job\x00",
+        "job\r\nX-Injected: 1",
+        "a" * 129,
+        "a" * 10_000,
+        "job:1",
+        "job@x",
+        "job%",
+        "\u2603",
+    ],
+)
+def test_bad_names_are_400(app: TestApp, name: str) -> None:
+    for path in (f"/{name}", f"/{name}/60"):
+        response = app.get("/x", extra_environ={"PATH_INFO": path}, status=400)
+        message = response.json["errorMessage"]
+        assert message.startswith("400: a timer name is 1 to 128 characters")
+        assert len(name) < 2 or name not in response.text
+
+
+def test_longest_name_is_fine(app: TestApp) -> None:
+    name = "a" * 128
+    app.get(f"/{name}/60")
+    assert app.get(f"/{name}").json["timer"] == name
+
+
+@pytest.mark.parametrize("name", ["A", "0", "a.b_c~d-e", "9-lives", "x..y"])
+def test_good_names(app: TestApp, name: str) -> None:
+    app.get(f"/{name}/60")
+    app.get(f"/{name}")
+
+
+def test_encoded_slash_in_a_name_is_400(app: TestApp) -> None:
+    environ = {"PATH_INFO": "/a/b/60", "REQUEST_URI": "/a%2Fb/60"}
+    assert (
+        "name" in app.get("/", extra_environ=environ, status=400).json["errorMessage"]
+    )
+    environ = {"PATH_INFO": "/a/b", "REQUEST_URI": "/a%2fb"}
+    app.get("/", extra_environ=environ, status=400)
+    app.get("/a", status=404)
+
+
+def test_encoded_slash_in_the_query_is_fine(app: TestApp) -> None:
+    environ = {"PATH_INFO": "/job/60", "REQUEST_URI": "/job/60?next=%2F"}
+    app.get("/", extra_environ=environ)
+
+
+@pytest.mark.parametrize("path", ["/a/b/c", "/job/60/", "//", "/a//b"])
+def test_other_paths_are_400(app: TestApp, path: str) -> None:
+    response = app.get("/", extra_environ={"PATH_INFO": path}, status=400)
+    assert response.json["errorMessage"].startswith("400: ")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("POST", "/", "GET, HEAD"),
+        ("DELETE", "/", "GET, HEAD"),
+        ("POST", "/job", "GET, HEAD, DELETE"),
+        ("PUT", "/job", "GET, HEAD, DELETE"),
+        ("PATCH", "/job", "GET, HEAD, DELETE"),
+        ("OPTIONS", "/job", "GET, HEAD, DELETE"),
+        ("DELETE", "/job/60", "GET, HEAD, POST, PUT"),
+        ("PATCH", "/job/60", "GET, HEAD, POST, PUT"),
+        ("TRACE", "/job/60", "GET, HEAD, POST, PUT"),
+        ("PUT", "/robots.txt", "GET, HEAD"),
+    ],
+)
+def test_other_methods_are_405(
+    app: TestApp, method: str, path: str, allow: str
+) -> None:
+    response = app.request(path, method=method, status=405)
+    assert response.headers["Allow"] == allow
+    assert response.json["errorMessage"] == "405: method not allowed"
+    app.get("/job", status=404)
+
+
+# -- store faults --
+
+
+def failing_responses(client: Any, status: int, code: str, message: str) -> list[int]:
+    """Make every DynamoDB request get this error, through botocore's retries."""
+    sent: list[int] = []
+
+    class Raw(io.BytesIO):
+        def stream(self, **kwargs: Any) -> Iterator[bytes]:
+            yield self.getvalue()
+
+    def answer(request: Any, **kwargs: Any) -> AWSResponse:
+        sent.append(1)
+        body = f'{{"__type":"com.amazonaws.dynamodb.v20120810#{code}",'
+        body += f'"message":"{message}"}}'
+        headers = {
+            "x-amzn-RequestId": "r",
+            "Content-Type": "application/x-amz-json-1.0",
+        }
+        return AWSResponse(request.url, status, headers, Raw(body.encode()))
+
+    client.meta.events.register("before-send.dynamodb", answer)
+    return sent
+
+
+TIMER_REQUESTS = [
+    ("GET", "/job"),
+    ("HEAD", "/job"),
+    ("GET", "/job/60"),
+    ("POST", "/job/60"),
+    ("HEAD", "/job/60"),
+    ("DELETE", "/job"),
+]
+
+
+def assert_unavailable(app: TestApp) -> None:
+    for method, path in TIMER_REQUESTS:
+        response = app.request(path, method=method, status=503)
+        assert response.headers["Retry-After"]
+        assert "X-Timer-Status" not in response.headers
+        if method != "HEAD":
+            assert response.json["errorMessage"] == "503: timer store unavailable"
+            assert "Traceback" not in response.text and "File " not in response.text
+    assert app.get("/").text == "OK"
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (400, "ThrottlingException"),
+        (400, "ProvisionedThroughputExceededException"),
+        (500, "InternalServerError"),
+        (503, "ServiceUnavailable"),
+        (400, "ExpiredTokenException"),
+        (403, "AccessDeniedException"),
+        (400, "UnrecognizedClientException"),
+    ],
+)
+def test_dynamodb_errors_are_503(
+    dynamo: DynamoStore, clock: FakeClock, status: int, code: str
+) -> None:
+    sent = failing_responses(dynamo.client, status, code, "secret detail")
+    app = TestApp(App(dynamo, clock))
+    assert_unavailable(app)
+    assert "secret detail" not in app.get("/job", status=503).text
+    retried = status >= 500 or "Throughput" in code or "Throttling" in code
+    assert len(sent) == (len(TIMER_REQUESTS) + 1) * (2 if retried else 1)
+
+
+def test_missing_dynamodb_table_is_503_never_404(
+    fake_aws: None, clock: FakeClock
+) -> None:
+    from timercheck import dynamodb_client
+
+    store = DynamoStore("no-such-table", dynamodb_client("us-east-1"))
+    assert_unavailable(TestApp(App(store, clock)))
+
+
+def test_unreachable_dynamodb_is_503_quickly(
+    monkeypatch: pytest.MonkeyPatch, clock: FakeClock, unused_port: int
+) -> None:
+    from timercheck import dynamodb_client
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://127.0.0.1:{unused_port}")
+    store = DynamoStore("timers", dynamodb_client("us-east-1"))
+    app = TestApp(App(store, clock))
+    response = app.get("/job", status=503)
+    assert response.json["errorMessage"] == "503: timer store unavailable"
+
+
+def test_read_only_sqlite_is_503(tmp_path: Any, clock: FakeClock) -> None:
+    path = str(tmp_path / "timers.db")
+    TestApp(App(SqliteStore(path), clock)).get("/job/60")
+    app = TestApp(App(SqliteStore(f"file:{path}?mode=ro"), clock))
+    assert app.get("/job").json["start_seconds"] == 60
+    app.get("/job/60", status=503)
+    app.delete("/job", status=503)
+
+
+def test_locked_sqlite_is_503_after_the_busy_timeout(
+    tmp_path: Any, clock: FakeClock
+) -> None:
+    path = str(tmp_path / "timers.db")
+    app = TestApp(App(SqliteStore(path, timeout=0.2), clock))
+    app.get("/job/60")
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        app.get("/job/60", status=503)
+        app.delete("/job", status=503)
+        assert app.get("/job").json["start_seconds"] == 60  # WAL: reads go on
+    finally:
+        other.execute("ROLLBACK")
+    app.get("/job/90")
+
+
+def test_a_file_that_is_not_a_database_is_503(tmp_path: Any, clock: FakeClock) -> None:
+    path = tmp_path / "timers.db"
+    path.write_bytes(b"not a database " * 100)
+    assert_unavailable(TestApp(App(SqliteStore(str(path)), clock)))
+
+
+def test_unexpected_errors_are_a_bland_500_with_the_traceback_logged(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = TestApp(App(BrokenStore(KeyError("/secret/path.py")), clock))
+    response = app.get("/job", status=500)
+    assert response.json["errorMessage"] == "500: server error"
+    assert "secret" not in response.text and "Traceback" not in response.text
+    request_id = response.headers["X-Request-Id"]
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert request_id in record.getMessage()
+    assert record.exc_info is not None
+
+
+# -- the circuit breaker --
+
+
+class FlakyStore:
+    def __init__(self) -> None:
+        self.down = True
+        self.calls = 0
+
+    def get(self, name: str) -> Timer | None:
+        self.calls += 1
+        if self.down:
+            raise StoreUnavailable("down")
+        return None
+
+    put = delete = get  # type: ignore[assignment]
+
+
+def test_breaker_fails_fast_while_the_store_is_down_then_probes() -> None:
+    store, clock = FlakyStore(), FakeClock(0)
+    breaker = Breaker(store, failures=3, pause=2.0, clock=clock)
+    for _ in range(10):
+        with pytest.raises(StoreUnavailable):
+            breaker.get("job")
+    assert store.calls == 3
+    clock.advance(2)
+    with pytest.raises(StoreUnavailable):
+        breaker.get("job")  # the probe, still down
+    assert store.calls == 4
+    with pytest.raises(StoreUnavailable):
+        breaker.get("job")
+    assert store.calls == 4
+    store.down = False
+    clock.advance(2)
+    assert breaker.get("job") is None
+    assert breaker.get("job") is None
+    assert store.calls == 6
+
+
+def test_breaker_counts_only_failures_in_a_row() -> None:
+    store, clock = FlakyStore(), FakeClock(0)
+    breaker = Breaker(store, failures=3, clock=clock)
+    for _ in range(5):
+        for down in (True, True, False):
+            store.down = down
+            try:
+                breaker.put(Timer("job", 0, 1, 1))
+            except StoreUnavailable:
+                pass
+    assert store.calls == 15
+
+
+def test_store_down_answers_503_and_health_stays_up(clock: FakeClock) -> None:
+    store = FlakyStore()
+    app = TestApp(App(Breaker(store, clock=FakeClock(0)), clock))
+    assert_unavailable(app)
+    assert store.calls == 3
+
+
+# -- DynamoDB specifics --
+
+
+def record_calls(client: Any) -> list[tuple[str, dict[str, Any]]]:
+    calls: list[tuple[str, dict[str, Any]]] = []
+    client.meta.events.register(
+        "provide-client-params.dynamodb",
+        lambda params, model, **kw: calls.append((model.name, dict(params))),
+    )
+    return calls
+
+
+def test_each_operation_is_one_dynamodb_request(
+    dynamo: DynamoStore, clock: FakeClock
+) -> None:
+    calls = record_calls(dynamo.client)
+    app = TestApp(App(dynamo, clock))
+    app.get("/job/60")
+    app.get("/job/60")
+    app.get("/job")
+    app.head("/job/60")
+    app.delete("/job")
+    assert [name for name, _ in calls] == [
+        "PutItem",
+        "PutItem",
+        "GetItem",
+        "GetItem",
+        "DeleteItem",
+    ]
+    assert calls[0][1]["ReturnValues"] == "ALL_OLD"
+    assert calls[2][1]["ConsistentRead"] is True
+    assert calls[4][1]["ReturnValues"] == "ALL_OLD"
+
+
+def test_dynamodb_item_has_the_documented_attributes(
+    dynamo: DynamoStore, clock: FakeClock
+) -> None:
+    clock.advance(0.25)
+    TestApp(App(dynamo, clock)).get("/job/70m")
+    item = boto3.client("dynamodb", region_name="us-east-1").get_item(
+        TableName="timers", Key={"timer": {"S": "job"}}
+    )["Item"]
+    assert item == {
+        "timer": {"S": "job"},
+        "start_time": {"N": f"{T0}.250"},
+        "start_seconds": {"N": "4200"},
+        "expires_at": {"N": str(T0 + 4200 + 30 * 86400)},
+    }
+
+
+def test_create_table_sets_ttl_and_can_run_twice(dynamo: DynamoStore) -> None:
+    dynamo.create_table()
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    ttl = client.describe_time_to_live(TableName="timers")["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
+    key = client.describe_table(TableName="timers")["Table"]["KeySchema"]
+    assert key == [{"AttributeName": "timer", "KeyType": "HASH"}]
+
+
+# -- config, logging --
+
+
+def test_config_defaults() -> None:
+    assert Config.from_env({}) == Config()
+    assert Config().sqlite_path == "timercheck.db" and Config().port == 8080
+
+
+def test_config_reads_the_environment() -> None:
+    config = Config.from_env(
+        {
+            "TABLE_NAME": "timers",
+            "REGION": "eu-west-1",
+            "PORT": "9000",
+            "TIMERCHECK_DB": "/data/t.db",
+            "TIMERCHECK_RETENTION_DAYS": "7",
+            "TIMERCHECK_THREADS": "16",
+            "TIMERCHECK_TRUSTED_PROXY": "*",
+            "LOG_LEVEL": "debug",
+        }
+    )
+    assert config.table_name == "timers" and config.region == "eu-west-1"
+    assert config.port == 9000 and config.sqlite_path == "/data/t.db"
+    assert config.retention_days == 7 and config.threads == 16
+    assert config.trusted_proxy == "*" and config.log_level == "DEBUG"
+
+
+def test_default_store_is_sqlite(tmp_path: Any, clock: FakeClock) -> None:
+    store = make_store(Config(sqlite_path=str(tmp_path / "t.db")))
+    TestApp(App(store, clock)).get("/job/60")
+    assert (tmp_path / "t.db").exists()
+
+
+def test_access_log_has_a_hash_never_the_name(
+    app: TestApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "timercheck.access")
+    response = app.get("/secret-timer-name/60")
+    [line] = [r.getMessage() for r in caplog.records if r.name == "timercheck.access"]
+    assert "secret-timer-name" not in line
+    assert response.headers["X-Request-Id"] in line
+    assert " GET set_timer " in line and " 200 " in line
