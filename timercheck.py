@@ -634,12 +634,10 @@ def serve(config: Config) -> None:
         describe_store(config),
     )
     try:
-        server.run()
-    except (SystemExit, KeyboardInterrupt):
-        log.info("stopping")
+        server.run()  # returns on SystemExit, having closed the sockets
     finally:
-        server.close()
         server.task_dispatcher.shutdown(timeout=5)
+    log.info("timercheck stopped")
 
 
 def stop(signum: int, frame: object) -> None:

@@ -1,0 +1,148 @@
+"""The real service (`python timercheck.py` under waitress) over real sockets,
+on SQLite and on DynamoDB through moto_server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from support import (
+    Process,
+    call,
+    create_table,
+    dynamo_env,
+    moto_server,
+    service,
+)
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[Process]:
+    server = moto_server()
+    server.start(wait_path="/moto-api/")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "dynamodb"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Process]:
+    if request.param == "sqlite":
+        env = {"TIMERCHECK_DB": str(tmp_path_factory.mktemp("db") / "timers.db")}
+    else:
+        env = dynamo_env(request.getfixturevalue("moto").port)
+        create_table(env)
+    proc = service(env)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def fresh() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+def test_health(server: Process) -> None:
+    answer = call(server.port, "GET", "/")
+    assert (answer.status, answer.body) == (200, b"OK")
+    assert answer.headers["Content-Type"] == "text/plain"
+    assert answer.headers["Cache-Control"] == "no-store"
+
+
+def test_set_check_expire_delete(server: Process) -> None:
+    name = fresh()
+    assert call(server.port, "GET", f"/{name}", timeout=5).status == 404
+    answer = call(server.port, "GET", f"/{name}/1")
+    assert answer.status == 200
+    assert answer.json["message"] == "Timer countdown updated"
+    assert answer.headers["X-Timer-Status"] == "running"
+    running = call(server.port, "GET", f"/{name}?uptime_kuma_cachebuster=1")
+    assert running.status == 200 and running.json["start_seconds"] == 1
+    head = call(server.port, "HEAD", f"/{name}")
+    assert head.status == 200 and head.body == b""
+    assert head.headers["Content-Length"] == running.headers["Content-Length"]
+    deadline = running.json["start_time"] + 2
+    time.sleep(1.05)
+    expired = call(server.port, "GET", f"/{name}")
+    assert expired.status == 504, expired.body
+    assert expired.json["errorMessage"] == "timer timed out"
+    assert expired.json["now"] <= deadline
+    assert expired.headers["X-Timer-Status"] == "expired"
+    reset = call(server.port, "PUT", f"/{name}/60", body=b"")
+    assert reset.status == 200 and reset.json["seconds_remaining"] <= 0
+    deleted = call(server.port, "DELETE", f"/{name}")
+    assert deleted.status == 200 and deleted.json["message"] == "Timer deleted"
+    assert call(server.port, "GET", f"/{name}").status == 404
+
+
+def test_zero_expires_at_once(server: Process) -> None:
+    name = fresh()
+    call(server.port, "POST", f"/{name}/0", body=b"")
+    assert call(server.port, "GET", f"/{name}").status == 504
+
+
+def test_head_never_sets(server: Process) -> None:
+    name = fresh()
+    assert call(server.port, "HEAD", f"/{name}/60").status == 404
+    assert call(server.port, "GET", f"/{name}").status == 404
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/job/1.5", 400),
+        ("GET", "/job/-1", 400),
+        ("GET", "/-job/5", 400),
+        ("GET", "/a%2Fb/5", 400),
+        ("GET", "/a%2fb", 400),
+        ("GET", "/%2e%2e/5", 400),
+        ("GET", "/job/%D9%A5", 400),
+        ("GET", "/a/b/c", 400),
+        ("PATCH", "/job", 405),
+        ("DELETE", "/job/5", 405),
+    ],
+)
+def test_bad_requests(server: Process, method: str, path: str, status: int) -> None:
+    answer = call(server.port, method, path)
+    assert answer.status == status
+    assert answer.json["errorMessage"].startswith(f"{status}: ")
+
+
+def test_two_services_on_one_table_see_each_others_resets(
+    moto: Process, tmp_path: Path
+) -> None:
+    env = dynamo_env(moto.port, table="shared")
+    create_table(env)
+    first, second = service(env), service(env)
+    try:
+        first.start()
+        second.start()
+        name = fresh()
+        for seconds in (60, 0, 120, 5):
+            call(first.port, "GET", f"/{name}/{seconds}")
+            answer = call(second.port, "GET", f"/{name}")
+            assert answer.status == (200 if seconds else 504)
+            assert answer.json["start_seconds"] == seconds
+        call(second.port, "DELETE", f"/{name}")
+        assert call(first.port, "GET", f"/{name}").status == 404
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_sigterm_stops_the_server_cleanly(tmp_path: Path) -> None:
+    proc = service({"TIMERCHECK_DB": str(tmp_path / "t.db")})
+    proc.start()
+    started = time.monotonic()
+    assert proc.stop(15) == 0
+    assert time.monotonic() - started < 3
+    assert "timercheck stopped" in proc.output()
