@@ -662,13 +662,19 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    if args.command == "create-table":
-        if not config.table_name:
-            parser.error("create-table needs TABLE_NAME")
-        DynamoStore(config.table_name, dynamodb_client(config.region)).create_table()
-        log.info("table %s is ready", config.table_name)
-        return 0
-    serve(config)
+    try:
+        if args.command == "create-table":
+            if not config.table_name:
+                parser.error("create-table needs TABLE_NAME")
+            DynamoStore(
+                config.table_name, dynamodb_client(config.region)
+            ).create_table()
+            log.info("table %s is ready", config.table_name)
+        else:
+            serve(config)
+    except (botocore.exceptions.BotoCoreError, ClientError) as e:
+        log.error("cannot use DynamoDB: %s", e)
+        return 1
     return 0
 
 
