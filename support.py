@@ -74,8 +74,16 @@ def raw(port: int, data: bytes, timeout: float = 5) -> bytes:
 class Process:
     """A server process that is stopped whatever happens."""
 
-    def __init__(self, args: list[str], env: dict[str, str], port: int) -> None:
-        self.args, self.env, self.port = args, env, port
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        port: int,
+        cwd: Path = ROOT,
+        inherit_env: bool = True,
+    ) -> None:
+        self.args, self.port, self.cwd = args, port, cwd
+        self.env = {**os.environ, **env} if inherit_env else env
         self.log = ROOT / ".pytest_cache" / f"server-{port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -86,8 +94,8 @@ class Process:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 self.args,
-                cwd=ROOT,
-                env={**os.environ, **self.env},
+                cwd=self.cwd,
+                env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
