@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import logging
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -656,6 +658,63 @@ def test_breaker_counts_only_failures_in_a_row() -> None:
             except StoreUnavailable:
                 pass
     assert store.calls == 15
+
+
+class StuckStore:
+    """A store whose calls wait until the test lets them go."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.calls = 0
+
+    def get(self, name: str) -> Timer | None:
+        self.calls += 1
+        self.release.wait(10)
+        return None
+
+    put = delete = get  # type: ignore[assignment]
+
+
+def start_stuck_calls(breaker: Breaker, store: StuckStore, count: int) -> list[Any]:
+    threads = [
+        threading.Thread(target=breaker.get, args=("job",)) for _ in range(count)
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 5
+    while store.calls < count and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert store.calls == count
+    return threads
+
+
+def test_breaker_fails_fast_while_two_calls_are_stuck() -> None:
+    store, clock = StuckStore(), FakeClock(0)
+    breaker = Breaker(store, slots=4, stuck=1.0, clock=clock)
+    threads = start_stuck_calls(breaker, store, 2)
+    clock.advance(1.01)
+    with pytest.raises(StoreUnavailable, match="not answering"):
+        breaker.get("job")
+    assert store.calls == 2
+    store.release.set()
+    for thread in threads:
+        thread.join()
+    assert breaker.get("job") is None
+
+
+def test_breaker_keeps_threads_free_for_other_requests() -> None:
+    store, clock = StuckStore(), FakeClock(0)
+    breaker = Breaker(store, slots=2, clock=clock)
+    threads = start_stuck_calls(breaker, store, 2)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="busy"):
+        breaker.get("job")
+    assert time.monotonic() - started < 1
+    store.release.set()
+    for thread in threads:
+        thread.join()
+    assert breaker.get("job") is None
+    assert store.calls == 3
 
 
 def test_store_down_answers_503_and_health_stays_up(clock: FakeClock) -> None:

@@ -319,8 +319,11 @@ class Breaker:
     """Fails fast while the store is down, so that store calls stuck on their
     timeouts cannot take every waitress thread (and with them `GET /`).
 
-    After `failures` failures in a row, calls fail at once for `pause` seconds;
-    then one call at a time probes the store until one succeeds.
+    The store counts as down after `failures` failures in a row (then calls
+    fail at once for `pause` seconds, after which one call at a time probes
+    it), or while two calls have been waiting on it for over `stuck` seconds.
+    At most `slots` calls wait on the store at once, so some threads are
+    always left for everything else.
     """
 
     def __init__(
@@ -328,25 +331,36 @@ class Breaker:
         store: Store,
         failures: int = 3,
         pause: float = 2.0,
+        slots: int = 6,
+        stuck: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.store, self.failures, self.pause, self.clock = (
-            store,
-            failures,
-            pause,
-            clock,
-        )
+        self.store, self.failures, self.pause = store, failures, pause
+        self.stuck, self.clock = stuck, clock
         self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(slots)
         self._failed = 0
         self._closed_until = 0.0
+        self._waiting: dict[int, float] = {}  # thread id: when its call began
 
-    def _call(self, method: Callable[[Any], Any], arg: Any) -> Any:
+    def _check(self) -> float:
+        now = self.clock()
         if self._failed >= self.failures:
             with self._lock:
-                now = self.clock()
                 if now < self._closed_until:
                     raise StoreUnavailable("store down: failing fast")
                 self._closed_until = now + self.pause  # this call is the probe
+        started = list(self._waiting.values())
+        if sum(now - t > self.stuck for t in started) >= 2:
+            raise StoreUnavailable("store not answering: failing fast")
+        return now
+
+    def _call(self, method: Callable[[Any], Any], arg: Any) -> Any:
+        now = self._check()
+        if not self._slots.acquire(timeout=0.25):
+            raise StoreUnavailable("every store slot is busy")
+        me = threading.get_ident()
+        self._waiting[me] = now
         try:
             result = method(arg)
         except StoreUnavailable:
@@ -355,6 +369,9 @@ class Breaker:
                 if self._failed >= self.failures:
                     self._closed_until = self.clock() + self.pause
             raise
+        finally:
+            del self._waiting[me]
+            self._slots.release()
         if self._failed:
             with self._lock:
                 self._failed = 0
@@ -373,8 +390,10 @@ class Breaker:
 def make_store(config: Config) -> Store:
     if config.table_name:
         client = dynamodb_client(config.region, pool=config.threads + 2)
-        return Breaker(DynamoStore(config.table_name, client))
-    return Breaker(SqliteStore(config.sqlite_path))
+        store: Store = DynamoStore(config.table_name, client)
+    else:
+        store = SqliteStore(config.sqlite_path)
+    return Breaker(store, slots=max(1, config.threads - 2))
 
 
 def describe_store(config: Config) -> str:
