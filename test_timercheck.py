@@ -437,6 +437,12 @@ def test_encoded_slash_in_a_name_is_400(app: TestApp) -> None:
     app.get("/a", status=404)
 
 
+def test_control_characters_in_the_raw_target_are_400(app: TestApp) -> None:
+    environ = {"PATH_INFO": "/ab/60", "REQUEST_URI": "/a\tb/60"}
+    app.get("/", extra_environ=environ, status=400)
+    app.get("/ab", status=404)
+
+
 def test_encoded_slash_in_the_query_is_fine(app: TestApp) -> None:
     environ = {"PATH_INFO": "/job/60", "REQUEST_URI": "/job/60?next=%2F"}
     app.get("/", extra_environ=environ)

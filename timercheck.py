@@ -87,6 +87,7 @@ RESERVED_NAMES = frozenset({"robots.txt"})
 SECONDS = re.compile(r"([0-9]{1,10})([smhdw]?)")
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_SECONDS = 999_999_999
+CONTROL = re.compile(r"[\x00-\x20\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -602,9 +603,10 @@ def route(
     method: str, path: str, raw_target: str
 ) -> tuple[Callable[..., Reply], tuple[str, ...]]:
     """The handler for a request and the parts of the path it takes."""
-    # waitress decodes %2F before the app sees the path: a name must not
-    # turn into two path segments.
-    if "%2f" in raw_target.partition("?")[0].lower():
+    # waitress decodes %2F before the app sees the path, and drops tabs from
+    # it: a name must not turn into two path segments or into another name.
+    raw_path = raw_target.partition("?")[0]
+    if "%2f" in raw_path.lower() or CONTROL.search(raw_path):
         valid_name("/")
     for pattern, methods in ROUTES:
         if match := pattern.fullmatch(path):
