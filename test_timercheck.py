@@ -443,6 +443,13 @@ def test_control_characters_in_the_raw_target_are_400(app: TestApp) -> None:
     app.get("/ab", status=404)
 
 
+def test_a_raw_path_starting_with_two_slashes_is_400(app: TestApp) -> None:
+    environ = {"PATH_INFO": "/60", "REQUEST_URI": "//job/60"}
+    assert app.get("/", extra_environ=environ, status=400).json["errorMessage"] == (
+        "400: the path must be /{timer} or /{timer}/{seconds}"
+    )
+
+
 def test_encoded_slash_in_the_query_is_fine(app: TestApp) -> None:
     environ = {"PATH_INFO": "/job/60", "REQUEST_URI": "/job/60?next=%2F"}
     app.get("/", extra_environ=environ)
@@ -514,8 +521,11 @@ TIMER_REQUESTS = [
 
 
 def assert_unavailable(app: TestApp) -> None:
+    """Every timer request is a 503 within the bounded time; `/` is still OK."""
     for method, path in TIMER_REQUESTS:
+        started = time.monotonic()
         response = app.request(path, method=method, status=503)
+        assert time.monotonic() - started < 3
         assert response.headers["Retry-After"]
         assert "X-Timer-Status" not in response.headers
         if method != "HEAD":

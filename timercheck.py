@@ -88,6 +88,7 @@ SECONDS = re.compile(r"([0-9]{1,10})([smhdw]?)")
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_SECONDS = 999_999_999
 CONTROL = re.compile(r"[\x00-\x20\x7f]")
+BAD_PATH = "400: the path must be /{timer} or /{timer}/{seconds}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -603,9 +604,12 @@ def route(
     method: str, path: str, raw_target: str
 ) -> tuple[Callable[..., Reply], tuple[str, ...]]:
     """The handler for a request and the parts of the path it takes."""
-    # waitress decodes %2F before the app sees the path, and drops tabs from
-    # it: a name must not turn into two path segments or into another name.
+    # waitress decodes %2F before the app sees the path, drops tabs from it,
+    # and reads //x/5 as host x, path /5: a name must not turn into two path
+    # segments or into another name.
     raw_path = raw_target.partition("?")[0]
+    if raw_path.startswith("//"):
+        raise HTTPError(400, BAD_PATH)
     if "%2f" in raw_path.lower() or CONTROL.search(raw_path):
         valid_name("/")
     for pattern, methods in ROUTES:
@@ -614,7 +618,7 @@ def route(
                 allow = ", ".join(methods)
                 raise HTTPError(405, "405: method not allowed", [("Allow", allow)])
             return methods[method], match.groups()
-    raise HTTPError(400, "400: the path must be /{timer} or /{timer}/{seconds}")
+    raise HTTPError(400, BAD_PATH)
 
 
 def name_hash(name: str | None) -> str:
@@ -641,6 +645,7 @@ def serve(config: Config) -> None:
         threads=config.threads,
         ident="timercheck",
         channel_timeout=config.channel_timeout,
+        cleanup_interval=1,  # else idle channels outlive channel_timeout by 30 s
         connection_limit=config.connection_limit,
         max_request_body_size=16384,
         asyncore_use_poll=True,
