@@ -15,18 +15,18 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import re
 import signal
 import sqlite3
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from http import HTTPStatus
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import boto3
 import botocore.config
@@ -91,8 +91,7 @@ CONTROL = re.compile(r"[\x00-\x20\x7f]")
 BAD_PATH = "400: the path must be /{timer} or /{timer}/{seconds}"
 
 
-@dataclass(frozen=True, slots=True)
-class Timer:
+class Timer(NamedTuple):
     name: str
     start_ms: int  # epoch milliseconds
     seconds: int
@@ -161,63 +160,55 @@ class SqliteStore:
             db.execute(
                 "CREATE TABLE IF NOT EXISTS timers (timer TEXT PRIMARY KEY,"
                 " start_ms INTEGER NOT NULL, seconds INTEGER NOT NULL,"
-                " expires_at INTEGER NOT NULL)"
+                " expires_at INTEGER NOT NULL, old_start_ms INTEGER,"
+                " old_seconds INTEGER, old_expires_at INTEGER)"
             )
         except BaseException:
             db.close()
             raise
         return db
 
-    def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = self._local.db = self._connect()
-        return db
-
-    def get(self, name: str) -> Timer | None:
-        try:
-            row = (
-                self._db()
-                .execute("SELECT * FROM timers WHERE timer = ?", (name,))
-                .fetchone()
-            )
-        except sqlite3.Error as e:
-            raise StoreUnavailable(f"sqlite: {e}") from e
-        return Timer(*row) if row else None
-
-    def put(self, timer: Timer) -> Timer | None:
-        return self._swap(timer.name, timer)
-
-    def delete(self, name: str) -> Timer | None:
-        return self._swap(name, None)
-
-    def _swap(self, name: str, new: Timer | None) -> Timer | None:
-        if not self._write_lock.acquire(timeout=self.timeout):
+    def _run(self, sql: str, args: tuple[Any, ...], write: bool) -> Any:
+        if write and not self._write_lock.acquire(timeout=self.timeout):
             raise StoreUnavailable("sqlite: timed out waiting for the write lock")
         try:
-            db = self._db()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                row = db.execute(
-                    "SELECT * FROM timers WHERE timer = ?", (name,)
-                ).fetchone()
-                if new is None:
-                    db.execute("DELETE FROM timers WHERE timer = ?", (name,))
-                else:
-                    db.execute(
-                        "INSERT OR REPLACE INTO timers VALUES (?, ?, ?, ?)",
-                        (new.name, new.start_ms, new.seconds, new.expires_at),
-                    )
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
+            db = getattr(self._local, "db", None)
+            if db is None:
+                db = self._local.db = self._connect()
+            return db.execute(sql, args).fetchone()
         except sqlite3.Error as e:
             raise StoreUnavailable(f"sqlite: {e}") from e
         finally:
-            self._write_lock.release()
-        return Timer(*row) if row else None
+            if write:
+                self._write_lock.release()
+
+    def get(self, name: str) -> Timer | None:
+        row = self._run(GET_SQL, (name,), write=False)
+        return Timer(name, *row) if row else None
+
+    def put(self, timer: Timer) -> Timer | None:
+        row = self._run(PUT_SQL, timer, write=True)
+        return Timer(timer.name, *row) if row[0] is not None else None
+
+    def delete(self, name: str) -> Timer | None:
+        row = self._run(DELETE_SQL, (name,), write=True)
+        return Timer(name, *row) if row else None
+
+
+GET_SQL = "SELECT start_ms, seconds, expires_at FROM timers WHERE timer = ?"
+# One statement, so one transaction: the update's right-hand sides read the
+# row as it was, and RETURNING hands back the timer this put replaced.
+PUT_SQL = """
+    INSERT INTO timers (timer, start_ms, seconds, expires_at) VALUES (?, ?, ?, ?)
+    ON CONFLICT (timer) DO UPDATE SET
+        old_start_ms = start_ms, old_seconds = seconds, old_expires_at = expires_at,
+        start_ms = excluded.start_ms, seconds = excluded.seconds,
+        expires_at = excluded.expires_at
+    RETURNING old_start_ms, old_seconds, old_expires_at
+"""
+DELETE_SQL = (
+    "DELETE FROM timers WHERE timer = ? RETURNING start_ms, seconds, expires_at"
+)
 
 
 def dynamodb_client(region: str | None = None, pool: int = 10) -> Any:
@@ -340,7 +331,9 @@ class Breaker:
         self.store, self.failures, self.pause = store, failures, pause
         self.stuck, self.clock = stuck, clock
         self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(slots)
+        self._slots: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(slots):
+            self._slots.put(None)
         self._failed = 0
         self._closed_until = 0.0
         self._waiting: dict[int, float] = {}  # thread id: when its call began
@@ -352,15 +345,18 @@ class Breaker:
                 if now < self._closed_until:
                     raise StoreUnavailable("store down: failing fast")
                 self._closed_until = now + self.pause  # this call is the probe
-        started = list(self._waiting.values())
-        if sum(now - t > self.stuck for t in started) >= 2:
-            raise StoreUnavailable("store not answering: failing fast")
+        if len(self._waiting) >= 2:
+            started = list(self._waiting.values())
+            if sum(now - t > self.stuck for t in started) >= 2:
+                raise StoreUnavailable("store not answering: failing fast")
         return now
 
     def _call(self, method: Callable[[Any], Any], arg: Any) -> Any:
         now = self._check()
-        if not self._slots.acquire(timeout=0.25):
-            raise StoreUnavailable("every store slot is busy")
+        try:
+            self._slots.get(timeout=0.25)
+        except queue.Empty:
+            raise StoreUnavailable("every store slot is busy") from None
         me = threading.get_ident()
         self._waiting[me] = now
         try:
@@ -373,7 +369,7 @@ class Breaker:
             raise
         finally:
             del self._waiting[me]
-            self._slots.release()
+            self._slots.put(None)
         if self._failed:
             with self._lock:
                 self._failed = 0
@@ -526,6 +522,7 @@ ROUTES: list[tuple[re.Pattern[str], dict[str, Callable[..., Reply]]]] = [
     ),
 ]
 STATUS_LINES = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
+JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 class App:
@@ -550,7 +547,7 @@ class App:
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> list[bytes]:
         started = time.perf_counter()
-        request_id = str(uuid.uuid4())
+        request_id = os.urandom(8).hex()
         method = environ["REQUEST_METHOD"]
         handler_name, name = "-", None
         try:
@@ -576,7 +573,7 @@ class App:
         else:
             reply.body["request_id"] = request_id
             content_type = "application/json"
-            data = json.dumps(reply.body, separators=(",", ":")).encode()
+            data = JSON.encode(reply.body).encode()
         headers = [
             ("Content-Type", content_type),
             ("Content-Length", str(len(data))),
@@ -629,29 +626,30 @@ def name_hash(name: str | None) -> str:
 # -- entry point --
 
 
+def server_options(config: Config) -> dict[str, Any]:
+    """waitress's settings for this service (the benchmark serves with them too)."""
+    options: dict[str, Any] = {
+        "host": config.host,
+        "port": config.port,
+        "threads": config.threads,
+        "ident": "timercheck",
+        "channel_timeout": config.channel_timeout,
+        "cleanup_interval": 1,  # else idle channels outlive channel_timeout by 30 s
+        "connection_limit": config.connection_limit,
+        "max_request_body_size": 16384,
+        "asyncore_use_poll": True,
+        "clear_untrusted_proxy_headers": True,
+    }
+    if config.trusted_proxy:
+        options["trusted_proxy"] = config.trusted_proxy
+        options["trusted_proxy_count"] = config.trusted_proxy_count
+        options["trusted_proxy_headers"] = "x-forwarded-for x-forwarded-proto"
+    return options
+
+
 def serve(config: Config) -> None:
     app = App(make_store(config), retention_days=config.retention_days)
-    proxy: dict[str, Any] = {}
-    if config.trusted_proxy:
-        proxy = {
-            "trusted_proxy": config.trusted_proxy,
-            "trusted_proxy_count": config.trusted_proxy_count,
-            "trusted_proxy_headers": "x-forwarded-for x-forwarded-proto",
-        }
-    server = waitress.create_server(
-        app,
-        host=config.host,
-        port=config.port,
-        threads=config.threads,
-        ident="timercheck",
-        channel_timeout=config.channel_timeout,
-        cleanup_interval=1,  # else idle channels outlive channel_timeout by 30 s
-        connection_limit=config.connection_limit,
-        max_request_body_size=16384,
-        asyncore_use_poll=True,
-        clear_untrusted_proxy_headers=True,
-        **proxy,
-    )
+    server = waitress.create_server(app, **server_options(config))
     signal.signal(signal.SIGTERM, stop)
     log.info(
         "timercheck serving on http://%s:%s with %s",
@@ -688,6 +686,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    # An access line for every request: skip what our format never shows.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging._srcfile = None
     try:
         if args.command == "create-table":
             if not config.table_name:

@@ -1,0 +1,405 @@
+"""Benchmark timercheck against the limit of its own stack, in one run.
+
+    python bench.py            # 10 s a route, 3 rounds (about 7 minutes)
+    python bench.py --quick    # 2 s a route, 1 round (what CI runs)
+
+Rows, each a fresh server on 127.0.0.1 with the same waitress settings:
+the limit (a bare WSGI app answering OK), timercheck on SQLite, and timercheck
+on DynamoDB through moto_server. Routes: GET /, a check of a running timer,
+a set. Load: wrk if installed, else a built-in generator (one thread, 16
+keep-alive connections). The server is pinned to core 0, the load (and
+moto_server) to core 1, when taskset exists. Prints a Markdown table of
+medians; each figure's ratio is to the limit row's figure for the same route.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import selectors
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).parent
+CONNECTIONS = 16
+ROUTES = {"health": "/", "check": "/bench-check", "set": "/bench-set/600"}
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# -- the limit: a bare WSGI app on waitress with timercheck's settings --
+
+
+def bare_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+    return [b"OK"]
+
+
+def serve_bare() -> None:
+    import waitress
+
+    import timercheck
+
+    options = timercheck.server_options(timercheck.Config.from_env())
+    waitress.serve(bare_app, **options)
+
+
+# -- servers --
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def pinned(core: int, args: list[str]) -> list[str]:
+    taskset = shutil.which("taskset")
+    return [taskset, "-c", str(core), *args] if taskset else args
+
+
+def get(port: int, path: str, timeout: float = 5) -> int:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n".encode()
+        )
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    port: int
+    cold_start: float
+
+    @classmethod
+    def start(cls, args: list[str], env: dict[str, str], core: int = 0) -> Server:
+        port = free_port()
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            pinned(core, args),
+            cwd=ROOT,
+            env={**os.environ, **env, "PORT": str(port), "HOST": "127.0.0.1"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        while time.monotonic() - started < 30:
+            try:
+                if get(port, "/", timeout=1) == 200:
+                    return cls(proc, port, time.monotonic() - started)
+            except OSError:
+                time.sleep(0.005)
+        proc.kill()
+        raise RuntimeError(f"{args} did not start")
+
+    def cpu_seconds(self) -> float:
+        fields = (
+            Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        )
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+    def rss_mb(self) -> float:
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        return int(re.search(r"VmRSS:\s+(\d+)", status)[1]) / 1024
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+# -- load generators --
+
+
+@dataclass
+class Run:
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def builtin_load(port: int, path: str, seconds: float) -> Run:
+    """16 keep-alive connections driven from one thread with selectors."""
+    request = f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode()
+    selector = selectors.DefaultSelector()
+    latencies: list[float] = []
+    errors = 0
+    for _ in range(CONNECTIONS):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        sock.send(request)
+        selector.register(sock, selectors.EVENT_READ, [time.perf_counter(), b""])
+    started = time.perf_counter()
+    end = started + seconds
+    while (now := time.perf_counter()) < end:
+        for key, _ in selector.select(timeout=0.5):
+            state = key.data
+            state[1] += key.fileobj.recv(65536)
+            head, sep, body = state[1].partition(b"\r\n\r\n")
+            if not sep:
+                continue
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head)[1])
+            if len(body) < length:
+                continue
+            now = time.perf_counter()
+            latencies.append(now - state[0])
+            if not head.startswith(b"HTTP/1.1 2"):
+                errors += 1
+            state[0], state[1] = now, body[length:]
+            key.fileobj.send(request)
+    elapsed = time.perf_counter() - started
+    for key in list(selector.get_map().values()):
+        key.fileobj.close()
+    latencies.sort()
+    return Run(
+        len(latencies),
+        elapsed,
+        latencies[len(latencies) // 2] * 1000 if latencies else 0,
+        latencies[int(len(latencies) * 0.99)] * 1000 if latencies else 0,
+        errors,
+    )
+
+
+def wrk_load(port: int, path: str, seconds: float) -> Run:
+    result = subprocess.run(
+        pinned(
+            1,
+            [
+                "wrk",
+                "-t1",
+                f"-c{CONNECTIONS}",
+                f"-d{max(1, round(seconds))}s",
+                "--latency",
+                f"http://127.0.0.1:{port}{path}",
+            ],
+        ),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    out = result.stdout
+
+    def millis(label: str) -> float:
+        value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", out).groups()
+        return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+
+    requests = int(re.search(r"(\d+) requests in ([\d.]+)(\w+)", out)[1])
+    took = re.search(r"requests in ([\d.]+)(ms|s|m)", out).groups()
+    elapsed = float(took[0]) * {"ms": 0.001, "s": 1, "m": 60}[took[1]]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return Run(
+        requests, elapsed, millis("50%"), millis("99%"), int(errors[1]) if errors else 0
+    )
+
+
+def load(port: int, path: str, seconds: float) -> Run:
+    if shutil.which("wrk"):
+        return wrk_load(port, path, seconds)
+    if shutil.which("taskset"):
+        os.sched_setaffinity(0, {1})
+    return builtin_load(port, path, seconds)
+
+
+# -- rows --
+
+
+@dataclass
+class Figures:
+    rps: float
+    p50: float
+    p99: float
+    cpu_ms: float
+    rss: float
+    errors: int
+
+
+def measure(server: Server, path: str, seconds: float, warmup: float) -> Figures:
+    load(server.port, path, warmup)
+    cpu = server.cpu_seconds()
+    run = load(server.port, path, seconds)
+    cpu = server.cpu_seconds() - cpu
+    return Figures(
+        run.requests / run.seconds,
+        run.p50_ms,
+        run.p99_ms,
+        cpu / max(run.requests, 1) * 1000,
+        server.rss_mb(),
+        run.errors,
+    )
+
+
+def start_row(row: str, store_port: int | None, db: str) -> Server:
+    python = sys.executable
+    if row == "limit":
+        return Server.start([python, "bench.py", "serve-bare"], {})
+    if row == "sqlite":
+        return Server.start([python, "timercheck.py"], {"TIMERCHECK_DB": db})
+    return Server.start([python, "timercheck.py"], dynamo_env(store_port))
+
+
+def dynamo_env(port: int | None) -> dict[str, str]:
+    return {
+        "TABLE_NAME": "bench",
+        "AWS_ENDPOINT_URL_DYNAMODB": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+
+
+def start_moto() -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    proc = subprocess.Popen(
+        pinned(
+            1, [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            get(port, "/moto-api/", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.05)
+    subprocess.run(
+        [sys.executable, "timercheck.py", "create-table"],
+        cwd=ROOT,
+        env={**os.environ, **dynamo_env(port)},
+        check=True,
+        capture_output=True,
+    )
+    return proc, port
+
+
+def dynamodb_requests_per_operation(store_port: int) -> dict[str, list[str]]:
+    """Which DynamoDB requests one check and one set send, seen by botocore."""
+    os.environ.update(dynamo_env(store_port))
+    import timercheck
+
+    store = timercheck.DynamoStore("bench", timercheck.dynamodb_client("us-east-1"))
+    sent: list[str] = []
+    store.client.meta.events.register(
+        "before-send.dynamodb",
+        lambda request, **kw: sent.append(request.headers["X-Amz-Target"].decode()),
+    )
+    app = timercheck.App(store)
+    seen = {}
+    for label, path in (("set", "/bench-ops/600"), ("check", "/bench-ops")):
+        sent.clear()
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "REMOTE_ADDR": "-"}
+        app(environ, lambda status, headers: None)
+        seen[label] = [target.split(".")[-1] for target in sent]
+    return seen
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "command", nargs="?", default="run", choices=["run", "serve-bare"]
+    )
+    parser.add_argument("--quick", action="store_true", help="2 s a route, 1 round")
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    if args.command == "serve-bare":
+        serve_bare()
+        return
+    seconds, rounds, warmup = args.seconds, args.rounds, 2.0
+    if args.quick:
+        seconds, rounds, warmup = 2.0, 1, 0.5
+    rows = ["limit", "sqlite", "dynamodb"]
+    results: dict[tuple[str, str], list[Figures]] = {}
+    cold: dict[str, list[float]] = {row: [] for row in rows}
+    moto, store_port = start_moto()
+    tmp = tempfile.mkdtemp()
+    try:
+        for round_ in range(rounds):
+            for row in rows if round_ % 2 == 0 else reversed(rows):
+                db = os.path.join(tmp, f"bench-{round_}.db")
+                server = start_row(row, store_port, db)
+                try:
+                    cold[row].append(server.cold_start)
+                    get(server.port, "/bench-check/999999")
+                    for route, path in ROUTES.items():
+                        figures = measure(server, path, seconds, warmup)
+                        results.setdefault((row, route), []).append(figures)
+                        print(
+                            f"round {round_ + 1} {row:8} {route:6}"
+                            f" {figures.rps:8.0f} req/s"
+                            f" {figures.cpu_ms:.3f} ms CPU/req",
+                            file=sys.stderr,
+                        )
+                finally:
+                    server.stop()
+        operations = dynamodb_requests_per_operation(store_port)
+    finally:
+        moto.terminate()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print_table(rows, results, cold, operations, seconds, rounds)
+
+
+def print_table(
+    rows: list[str],
+    results: dict[tuple[str, str], list[Figures]],
+    cold: dict[str, list[float]],
+    operations: dict[str, list[str]],
+    seconds: float,
+    rounds: int,
+) -> None:
+    def med(row: str, route: str, name: str) -> float:
+        return statistics.median(getattr(f, name) for f in results[(row, route)])
+
+    generator = "wrk" if shutil.which("wrk") else "built-in generator"
+    print(
+        f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores,"
+        f" Python {platform.python_version()}; {generator}, {CONNECTIONS} connections,"
+        f" {seconds:g} s a route, median of {rounds};"
+        f" pinned: {'yes' if shutil.which('taskset') else 'no'}\n"
+    )
+    print(
+        "| row | route | req/s | × limit | p50 ms | p99 ms | × limit p99 |"
+        " CPU ms/req | × limit CPU | RSS MB | × limit RSS | errors |"
+    )
+    print("| --- | --- |" + " ---: |" * 10)
+    for row in rows:
+        for route in ROUTES:
+            rps, limit_rps = med(row, route, "rps"), med("limit", route, "rps")
+            p99, limit_p99 = med(row, route, "p99"), med("limit", route, "p99")
+            cpu, limit_cpu = med(row, route, "cpu_ms"), med("limit", route, "cpu_ms")
+            rss, limit_rss = med(row, route, "rss"), med("limit", route, "rss")
+            errors = sum(f.errors for f in results[(row, route)])
+            print(
+                f"| {row} | {route} | {rps:,.0f} | {rps / limit_rps:.2f} |"
+                f" {med(row, route, 'p50'):.2f} | {p99:.2f} | {p99 / limit_p99:.2f} |"
+                f" {cpu:.3f} | {cpu / limit_cpu:.2f} | {rss:.0f} |"
+                f" {rss / limit_rss:.2f} | {errors} |"
+            )
+    print()
+    for row in rows:
+        print(f"- cold start, {row}: {statistics.median(cold[row]) * 1000:.0f} ms")
+    for label, sent in operations.items():
+        print(f"- DynamoDB requests for one {label}: {len(sent)} ({', '.join(sent)})")
+
+
+if __name__ == "__main__":
+    main()
