@@ -38,6 +38,7 @@ CHECK_FIELDS = {
     "seconds_elapsed",
     "seconds_remaining",
     "message",
+    "misses",
 }
 
 
@@ -61,11 +62,11 @@ class BrokenStore:
         self.error = error
         self.calls = 0
 
-    def get(self, name: str) -> Timer | None:
+    def get(self, *args: Any) -> Timer | None:
         self.calls += 1
         raise self.error
 
-    put = delete = get  # type: ignore[assignment]
+    put = delete = add_miss = clear_misses = get  # type: ignore[assignment]
 
 
 def test_health_never_touches_the_store(clock: FakeClock) -> None:
@@ -111,6 +112,8 @@ def test_set_answers_with_the_new_countdown(app: TestApp) -> None:
         "message": "Timer countdown updated",
         "new_start_time": T0,
         "new_start_seconds": 4200,
+        "misses": 0,
+        "ended_miss": False,
     }
 
 
@@ -131,6 +134,7 @@ def test_running_timer_answers_200_with_its_fields(
         "seconds_elapsed": 20,
         "seconds_remaining": 40,
         "message": "Timer still running",
+        "misses": 0,
     }
 
 
@@ -160,6 +164,7 @@ def test_timer_expires_at_the_exact_second(app: TestApp, clock: FakeClock) -> No
         "seconds_remaining": 0,
         "message": "Timer timed out",
         "errorMessage": "timer timed out",
+        "misses": 0,
     }
 
 
@@ -633,13 +638,13 @@ class FlakyStore:
         self.down = True
         self.calls = 0
 
-    def get(self, name: str) -> Timer | None:
+    def get(self, *args: Any) -> Timer | None:
         self.calls += 1
         if self.down:
             raise StoreUnavailable("down")
         return None
 
-    put = delete = get  # type: ignore[assignment]
+    put = delete = add_miss = clear_misses = get  # type: ignore[assignment]
 
 
 def test_breaker_fails_fast_while_the_store_is_down_then_probes() -> None:
@@ -683,12 +688,12 @@ class StuckStore:
         self.release = threading.Event()
         self.calls = 0
 
-    def get(self, name: str) -> Timer | None:
+    def get(self, *args: Any) -> Timer | None:
         self.calls += 1
         self.release.wait(10)
         return None
 
-    put = delete = get  # type: ignore[assignment]
+    put = delete = add_miss = clear_misses = get  # type: ignore[assignment]
 
 
 def start_stuck_calls(breaker: Breaker, store: StuckStore, count: int) -> list[Any]:
@@ -763,8 +768,8 @@ def test_each_operation_is_one_dynamodb_request(
     app.head("/job/60")
     app.delete("/job")
     assert [name for name, _ in calls] == [
-        "PutItem",
-        "PutItem",
+        "UpdateItem",
+        "UpdateItem",
         "GetItem",
         "GetItem",
         "DeleteItem",

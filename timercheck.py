@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import html
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from http import HTTPStatus
 from typing import Any, NamedTuple, Protocol
+from urllib.parse import parse_qsl
 
 import boto3
 import botocore.config
@@ -89,6 +91,15 @@ UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_SECONDS = 999_999_999
 CONTROL = re.compile(r"[\x00-\x20\x7f]")
 BAD_PATH = "400: the path must be /{timer} or /{timer}/{seconds}"
+DIGITS = re.compile(r"[0-9]{1,10}")
+
+
+class Miss(NamedTuple):
+    """An expiry that a reset ended, perhaps unseen between two polls."""
+
+    expired_at: int
+    reset_at: int
+    overdue_seconds: int
 
 
 class Timer(NamedTuple):
@@ -96,6 +107,8 @@ class Timer(NamedTuple):
     start_ms: int  # epoch milliseconds
     seconds: int
     expires_at: int  # epoch seconds after which the timer reads as never set
+    misses: int = 0  # resets that came after an expiry, since it was first set
+    last_miss: Miss | None = None
 
     def elapsed(self, now_ms: int) -> int:
         # Clamped: another task's clock may run slightly ahead of ours.
@@ -117,6 +130,11 @@ class Timer(NamedTuple):
             "seconds_remaining": self.seconds - elapsed,
         }
 
+    def miss_fields(self) -> dict[str, Any]:
+        if self.last_miss is None:
+            return {"misses": self.misses}
+        return {"misses": self.misses, "last_miss": self.last_miss._asdict()}
+
 
 # -- storage --
 
@@ -129,10 +147,17 @@ class Store(Protocol):
     def get(self, name: str) -> Timer | None: ...
 
     def put(self, timer: Timer) -> Timer | None:
-        """Store the timer and return the one it replaced."""
+        """Store the timer's countdown, keeping its misses, and return the
+        timer it replaced."""
 
     def delete(self, name: str) -> Timer | None:
         """Remove the timer and return it."""
+
+    def add_miss(self, name: str, miss: Miss) -> int:
+        """Count one more miss, atomically; return the count."""
+
+    def clear_misses(self, name: str) -> None:
+        """Forget the misses of a timer that was itself forgotten."""
 
 
 class SqliteStore:
@@ -160,8 +185,10 @@ class SqliteStore:
             db.execute(
                 "CREATE TABLE IF NOT EXISTS timers (timer TEXT PRIMARY KEY,"
                 " start_ms INTEGER NOT NULL, seconds INTEGER NOT NULL,"
-                " expires_at INTEGER NOT NULL, old_start_ms INTEGER,"
-                " old_seconds INTEGER, old_expires_at INTEGER)"
+                " expires_at INTEGER NOT NULL, misses INTEGER NOT NULL DEFAULT 0,"
+                " miss_expired_at INTEGER, miss_reset_at INTEGER,"
+                " miss_overdue INTEGER, old_start_ms INTEGER, old_seconds INTEGER,"
+                " old_expires_at INTEGER)"
             )
         except BaseException:
             db.close()
@@ -176,6 +203,8 @@ class SqliteStore:
             if db is None:
                 db = self._local.db = self._connect()
             return db.execute(sql, args).fetchone()
+        except (sqlite3.ProgrammingError, sqlite3.InterfaceError):
+            raise  # our bug, not the store's trouble: a 500
         except sqlite3.Error as e:
             raise StoreUnavailable(f"sqlite: {e}") from e
         finally:
@@ -183,32 +212,55 @@ class SqliteStore:
                 self._write_lock.release()
 
     def get(self, name: str) -> Timer | None:
-        row = self._run(GET_SQL, (name,), write=False)
-        return Timer(name, *row) if row else None
+        return from_row(name, self._run(GET_SQL, (name,), write=False))
 
     def put(self, timer: Timer) -> Timer | None:
-        row = self._run(PUT_SQL, timer, write=True)
-        return Timer(timer.name, *row) if row[0] is not None else None
+        return from_row(timer.name, self._run(PUT_SQL, timer[:4], write=True))
 
     def delete(self, name: str) -> Timer | None:
-        row = self._run(DELETE_SQL, (name,), write=True)
-        return Timer(name, *row) if row else None
+        return from_row(name, self._run(DELETE_SQL, (name,), write=True))
+
+    def add_miss(self, name: str, miss: Miss) -> int:
+        row = self._run(ADD_MISS_SQL, (*miss, name), write=True)
+        return row[0] if row else 0
+
+    def clear_misses(self, name: str) -> None:
+        self._run(CLEAR_MISSES_SQL, (name,), write=True)
 
 
-GET_SQL = "SELECT start_ms, seconds, expires_at FROM timers WHERE timer = ?"
+MISSES = "misses, miss_expired_at, miss_reset_at, miss_overdue"
+GET_SQL = f"SELECT start_ms, seconds, expires_at, {MISSES} FROM timers WHERE timer = ?"
 # One statement, so one transaction: the update's right-hand sides read the
 # row as it was, and RETURNING hands back the timer this put replaced.
-PUT_SQL = """
+PUT_SQL = f"""
     INSERT INTO timers (timer, start_ms, seconds, expires_at) VALUES (?, ?, ?, ?)
     ON CONFLICT (timer) DO UPDATE SET
         old_start_ms = start_ms, old_seconds = seconds, old_expires_at = expires_at,
         start_ms = excluded.start_ms, seconds = excluded.seconds,
         expires_at = excluded.expires_at
-    RETURNING old_start_ms, old_seconds, old_expires_at
+    RETURNING old_start_ms, old_seconds, old_expires_at, {MISSES}
 """
-DELETE_SQL = (
-    "DELETE FROM timers WHERE timer = ? RETURNING start_ms, seconds, expires_at"
-)
+DELETE_SQL = f"""
+    DELETE FROM timers WHERE timer = ?
+    RETURNING start_ms, seconds, expires_at, {MISSES}
+"""
+ADD_MISS_SQL = """
+    UPDATE timers SET misses = misses + 1, miss_expired_at = ?, miss_reset_at = ?,
+        miss_overdue = ?
+    WHERE timer = ? RETURNING misses
+"""
+CLEAR_MISSES_SQL = """
+    UPDATE timers SET misses = 0, miss_expired_at = NULL, miss_reset_at = NULL,
+        miss_overdue = NULL
+    WHERE timer = ?
+"""
+
+
+def from_row(name: str, row: tuple[Any, ...] | None) -> Timer | None:
+    if row is None or row[0] is None:
+        return None
+    miss = Miss(*row[4:7]) if row[4] is not None else None
+    return Timer(name, row[0], row[1], row[2], row[3], miss)
 
 
 def dynamodb_client(region: str | None = None, pool: int = 10) -> Any:
@@ -234,6 +286,8 @@ class DynamoStore:
         try:
             return getattr(self.client, operation)(TableName=self.table, **kwargs)
         except (botocore.exceptions.BotoCoreError, ClientError) as e:
+            if error_code(e) == "ConditionalCheckFailedException":
+                return {}  # the timer was deleted meanwhile
             raise StoreUnavailable(f"dynamodb {operation}: {error_code(e)}") from e
 
     def get(self, name: str) -> Timer | None:
@@ -241,16 +295,43 @@ class DynamoStore:
         return from_item(name, answer.get("Item"))
 
     def put(self, timer: Timer) -> Timer | None:
-        item = {
-            "timer": {"S": timer.name},
-            "start_time": {
-                "N": f"{timer.start_ms // 1000}.{timer.start_ms % 1000:03d}"
+        start = f"{timer.start_ms // 1000}.{timer.start_ms % 1000:03d}"
+        answer = self._call(
+            "update_item",
+            Key=key(timer.name),
+            UpdateExpression="SET start_time = :s, start_seconds = :n, expires_at = :e",
+            ExpressionAttributeValues={
+                ":s": {"N": start},
+                ":n": {"N": str(timer.seconds)},
+                ":e": {"N": str(timer.expires_at)},
             },
-            "start_seconds": {"N": str(timer.seconds)},
-            "expires_at": {"N": str(timer.expires_at)},
-        }
-        answer = self._call("put_item", Item=item, ReturnValues="ALL_OLD")
+            ReturnValues="ALL_OLD",
+        )
         return from_item(timer.name, answer.get("Attributes"))
+
+    def add_miss(self, name: str, miss: Miss) -> int:
+        answer = self._call(
+            "update_item",
+            Key=key(name),
+            UpdateExpression="ADD misses :one SET last_miss = :miss",
+            ConditionExpression="attribute_exists(#timer)",
+            ExpressionAttributeNames={"#timer": "timer"},
+            ExpressionAttributeValues={
+                ":one": {"N": "1"},
+                ":miss": {"M": {k: {"N": str(v)} for k, v in miss._asdict().items()}},
+            },
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(answer["Attributes"]["misses"]["N"]) if answer else 0
+
+    def clear_misses(self, name: str) -> None:
+        self._call(
+            "update_item",
+            Key=key(name),
+            UpdateExpression="REMOVE misses, last_miss",
+            ConditionExpression="attribute_exists(#timer)",
+            ExpressionAttributeNames={"#timer": "timer"},
+        )
 
     def delete(self, name: str) -> Timer | None:
         answer = self._call("delete_item", Key=key(name), ReturnValues="ALL_OLD")
@@ -300,11 +381,14 @@ def key(name: str) -> dict[str, dict[str, str]]:
 def from_item(name: str, item: dict[str, Any] | None) -> Timer | None:
     if not item:
         return None
+    miss = item.get("last_miss")
     return Timer(
         name,
         int(Decimal(item["start_time"]["N"]) * 1000),
         int(item["start_seconds"]["N"]),
         int(item["expires_at"]["N"]) if "expires_at" in item else 2**62,
+        int(item["misses"]["N"]) if "misses" in item else 0,
+        Miss(**{k: int(v["N"]) for k, v in miss["M"].items()}) if miss else None,
     )
 
 
@@ -351,7 +435,7 @@ class Breaker:
                 raise StoreUnavailable("store not answering: failing fast")
         return now
 
-    def _call(self, method: Callable[[Any], Any], arg: Any) -> Any:
+    def _call(self, method: Callable[..., Any], *args: Any) -> Any:
         now = self._check()
         try:
             self._slots.get(timeout=0.25)
@@ -360,7 +444,7 @@ class Breaker:
         me = threading.get_ident()
         self._waiting[me] = now
         try:
-            result = method(arg)
+            result = method(*args)
         except StoreUnavailable:
             with self._lock:
                 self._failed += 1
@@ -383,6 +467,12 @@ class Breaker:
 
     def delete(self, name: str) -> Timer | None:
         return self._call(self.store.delete, name)
+
+    def add_miss(self, name: str, miss: Miss) -> int:
+        return self._call(self.store.add_miss, name, miss)
+
+    def clear_misses(self, name: str) -> None:
+        self._call(self.store.clear_misses, name)
 
 
 def make_store(config: Config) -> Store:
@@ -415,8 +505,16 @@ class HTTPError(Exception):
 class Reply:
     status: int
     body: dict[str, Any] | str
-    state: str | None = None  # X-Timer-Status: running, expired or never-set
+    state: str | None = None  # X-Timer-Status: running, expired, missed, never-set
     headers: list[tuple[str, str]] = field(default_factory=list)
+    content_type: str = "text/plain"  # of a str body; a dict is JSON
+
+
+class Request(NamedTuple):
+    method: str
+    now_ms: int
+    environ: dict[str, Any]
+    query: dict[str, str]
 
 
 def valid_name(name: str) -> str:
@@ -445,68 +543,287 @@ def parse_seconds(text: str) -> int:
     return seconds
 
 
-def never_set(name: str) -> Reply:
-    return Reply(
-        404,
-        {"timer": name, "errorMessage": "404: timer has never been set"},
-        "never-set",
+def parse_query(req: Request) -> tuple[str, int | None]:
+    """The view asked for (?format=) and the misses the poller has seen (?since=)."""
+    view = req.query.get("format", "json")
+    if view not in VIEWS:
+        raise HTTPError(400, "400: format must be json, svg, shields or text")
+    since = req.query.get("since")
+    if since is None:
+        return view, None
+    if not DIGITS.fullmatch(since):
+        raise HTTPError(400, "400: since must be a count of misses, 0 or more")
+    return view, int(since)
+
+
+# -- link unfurlers and prefetchers, whose GET of a set URL must set nothing --
+
+UNFURLERS = re.compile(
+    r"\b("
+    + "|".join(
+        map(
+            re.escape,
+            [
+                "Slackbot", "Slack-ImgProxy", "Twitterbot", "facebookexternalhit",
+                "Facebot", "Discordbot", "TelegramBot", "WhatsApp", "LinkedInBot",
+                "SkypeUriPreview", "MicrosoftPreview", "Googlebot",
+                "Google-PageRenderer", "AdsBot-Google", "bingbot", "BingPreview",
+                "Applebot", "DuckDuckBot", "YandexBot", "Baiduspider", "redditbot",
+                "Pinterestbot", "Embedly", "Iframely", "vkShare", "Mastodon",
+                "Snapchat", "Viber", "KakaoTalk-Scrap", "Mattermost-Bot",
+                "RocketChat", "Zulip", "Bytespider", "GPTBot", "ChatGPT-User",
+                "ClaudeBot", "PerplexityBot", "AhrefsBot", "SemrushBot", "MJ12bot",
+                "DotBot", "PetalBot", "SeznamBot", "ia_archiver",
+            ],
+        )
+    )
+    + r")",
+    re.IGNORECASE,
+)  # fmt: skip
+
+
+def ignored_because(environ: dict[str, Any]) -> str | None:
+    purpose = environ.get("HTTP_SEC_PURPOSE") or environ.get("HTTP_PURPOSE") or ""
+    if "prefetch" in purpose.lower():
+        return "prefetch"
+    if match := UNFURLERS.search(environ.get("HTTP_USER_AGENT", "")):
+        return f"link preview ({match[1]})"
+    return None
+
+
+# -- views of a timer --
+
+
+def human(seconds: int) -> str:
+    """43m, 2h 5m, 3d: a duration for people."""
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        hours, minutes = divmod(seconds // 60, 60)
+        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
+    days, hours = divmod(seconds // 3600, 24)
+    return f"{days}d {hours}h" if hours else f"{days}d"
+
+
+def timer_state(timer: Timer | None, now_ms: int, since: int | None) -> str:
+    if timer is None:
+        return "never-set"
+    if timer.remaining(now_ms) <= 0:
+        return "expired"
+    if since is not None and timer.misses > since:
+        return "missed"
+    return "running"
+
+
+def json_view(name: str, timer: Timer | None, now_ms: int, since: int | None) -> Reply:
+    if timer is None:
+        return Reply(
+            404,
+            {"timer": name, "errorMessage": "404: timer has never been set"},
+            "never-set",
+        )
+    body = {"timer": name, "status": "ok", "now": now_ms // 1000}
+    body.update(timer.describe(now_ms))
+    body.update(timer.miss_fields())
+    state = timer_state(timer, now_ms, since)
+    if state == "running":
+        body["message"] = "Timer still running"
+        return Reply(200, body, state)
+    if state == "missed":
+        body["status"] = "missed"
+        body["message"] = "Timer expired and was reset since your last check"
+        body["errorMessage"] = f"timer missed {timer.misses - (since or 0)} expiry"
+        return Reply(504, body, state)
+    body["status"] = "expired"
+    body["message"] = "Timer timed out"
+    body["errorMessage"] = "timer timed out"
+    return Reply(504, body, state)
+
+
+def text_view(name: str, timer: Timer | None, now_ms: int, since: int | None) -> Reply:
+    reply = json_view(name, timer, now_ms, since)
+    if timer is None:
+        line = "never-set"
+    elif reply.state == "expired":
+        line = f"expired {-timer.remaining(now_ms)}"
+    elif reply.state == "missed":
+        line = f"missed {timer.misses} running {timer.remaining(now_ms)}"
+    else:
+        line = f"running {timer.remaining(now_ms)}"
+    return Reply(reply.status, line + "\n", reply.state)
+
+
+BADGE_COLORS = {  # shields.io's names and their SVG colours
+    "running": ("brightgreen", "#4c1"),
+    "expired": ("red", "#e05d44"),
+    "missed": ("yellow", "#dfb317"),
+    "never-set": ("lightgrey", "#9f9f9f"),
+    "unavailable": ("lightgrey", "#9f9f9f"),
+}
+
+
+def badge_message(timer: Timer | None, now_ms: int, since: int | None) -> str:
+    # A badge has no poller to keep a count, so any miss since `since` shows.
+    state = timer_state(timer, now_ms, since or 0)
+    if timer is None:
+        return "never set"
+    remaining = timer.remaining(now_ms)
+    if state == "expired":
+        return f"expired · {human(-remaining)} ago"
+    if state == "missed":
+        return f"missed {timer.misses - (since or 0)}× · running"
+    return f"running · {human(remaining)} left"
+
+
+def badge_state(timer: Timer | None, now_ms: int, since: int | None) -> str:
+    return timer_state(timer, now_ms, since or 0)
+
+
+def shields_view(
+    name: str, timer: Timer | None, now_ms: int, since: int | None
+) -> Reply:
+    color = BADGE_COLORS[badge_state(timer, now_ms, since)][0]
+    message = badge_message(timer, now_ms, since)
+    return shields_reply(name, message, color, timer_state(timer, now_ms, since))
+
+
+def shields_reply(name: str, message: str, color: str, state: str | None) -> Reply:
+    """Only the keys shields.io's endpoint schema knows: no request_id."""
+    body = {"schemaVersion": 1, "label": name, "message": message, "color": color}
+    return Reply(200, JSON.encode(body), state, [], "application/json")
+
+
+def svg_view(name: str, timer: Timer | None, now_ms: int, since: int | None) -> Reply:
+    color = BADGE_COLORS[badge_state(timer, now_ms, since)][1]
+    svg = svg_badge(name, badge_message(timer, now_ms, since), color)
+    return Reply(200, svg, timer_state(timer, now_ms, since), [], "image/svg+xml")
+
+
+# Verdana 11px, as shields.io draws badges; other characters count as 7.
+CHAR_WIDTHS = {c: 3 for c in "ijl.,:;'!|"} | {c: 4 for c in "frt -()[]·"}
+CHAR_WIDTHS |= {c: 10 for c in "mwMW%"} | {"×": 8}
+
+
+def text_width(text: str) -> int:
+    return sum(CHAR_WIDTHS.get(c, 7) for c in text)
+
+
+def svg_badge(label: str, message: str, color: str) -> str:
+    left, right = text_width(label) + 12, text_width(message) + 12
+    width = left + right
+    label, message = html.escape(label), html.escape(message)
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="20"'
+        f' role="img" aria-label="{label}: {message}"><title>{label}: {message}</title>'
+        '<linearGradient id="s" x2="0" y2="100%"><stop offset="0" stop-color="#bbb"'
+        ' stop-opacity=".1"/><stop offset="1" stop-opacity=".1"/></linearGradient>'
+        f'<clipPath id="r"><rect width="{width}" height="20" rx="3" fill="#fff"/>'
+        f'</clipPath><g clip-path="url(#r)"><rect width="{left}" height="20"'
+        f' fill="#555"/><rect x="{left}" width="{right}" height="20" fill="{color}"/>'
+        f'<rect width="{width}" height="20" fill="url(#s)"/></g><g fill="#fff"'
+        ' text-anchor="middle" font-family="Verdana,Geneva,DejaVu Sans,sans-serif"'
+        ' font-size="11">'
+        f'<text x="{left / 2}" y="15" fill="#010101" fill-opacity=".3">{label}</text>'
+        f'<text x="{left / 2}" y="14">{label}</text>'
+        f'<text x="{left + right / 2}" y="15" fill="#010101" fill-opacity=".3">'
+        f"{message}</text>"
+        f'<text x="{left + right / 2}" y="14">{message}</text></g></svg>'
     )
 
 
-def check_reply(timer: Timer, now_ms: int, message: str | None = None) -> Reply:
-    body = {"timer": timer.name, "status": "ok", "now": now_ms // 1000}
-    body.update(timer.describe(now_ms))
-    if timer.remaining(now_ms) > 0:
-        body["message"] = message or "Timer still running"
-        return Reply(200, body, "running")
-    body["status"] = "expired"
-    body["message"] = message or "Timer timed out"
-    if message:
-        return Reply(200, body, "expired")
-    body["errorMessage"] = "timer timed out"
-    return Reply(504, body, "expired")
+VIEWS: dict[str, Callable[[str, Timer | None, int, int | None], Reply]] = {
+    "json": json_view,
+    "text": text_view,
+    "shields": shields_view,
+    "svg": svg_view,
+}
 
 
-def health(app: App, now_ms: int) -> Reply:
+def unavailable_view(view: str, name: str) -> Reply:
+    """A badge still draws when the store is down (image proxies drop 5xx)."""
+    if view == "svg":
+        svg = svg_badge(name, "unavailable", BADGE_COLORS["unavailable"][1])
+        return Reply(200, svg, None, [], "image/svg+xml")
+    if view == "shields":
+        return shields_reply(name, "unavailable", "lightgrey", None)
+    return Reply(503, "unavailable\n", None, [("Retry-After", "5")])
+
+
+# -- handlers --
+
+
+def health(app: App, req: Request) -> Reply:
     return Reply(200, "OK")
 
 
-def robots(app: App, now_ms: int) -> Reply:
+def robots(app: App, req: Request) -> Reply:
     return Reply(200, "User-agent: *\nDisallow: /\n")
 
 
-def check_timer(app: App, now_ms: int, name: str) -> Reply:
-    timer = app.live(app.store.get(valid_name(name)), now_ms)
-    return check_reply(timer, now_ms) if timer else never_set(name)
+def check_timer(app: App, req: Request, name: str) -> Reply:
+    view, since = parse_query(req)
+    try:
+        timer = app.live(app.store.get(valid_name(name)), req.now_ms)
+    except StoreUnavailable as e:
+        if view == "json":
+            raise
+        log.warning("store unavailable: %s", e)
+        return unavailable_view(view, name)
+    return VIEWS[view](name, timer, req.now_ms, since)
 
 
-def peek_timer(app: App, now_ms: int, name: str, seconds: str) -> Reply:
+def peek_timer(app: App, req: Request, name: str, seconds: str) -> Reply:
     """HEAD of a set URL: link checkers send it, so it must set nothing."""
     valid_name(name)
     parse_seconds(seconds)
-    return check_timer(app, now_ms, name)
+    return check_timer(app, req, name)
 
 
-def set_timer(app: App, now_ms: int, name: str, seconds: str) -> Reply:
-    name, count = valid_name(name), parse_seconds(seconds)
-    timer = Timer(name, now_ms, count, now_ms // 1000 + count + app.retention)
-    old = app.live(app.store.put(timer), now_ms)
+def set_timer(app: App, req: Request, name: str, seconds: str) -> Reply:
+    name, count, now = valid_name(name), parse_seconds(seconds), req.now_ms
+    if req.method == "GET" and (reason := ignored_because(req.environ)):
+        reply = check_timer(app, req, name)
+        reply.headers.append(("X-Timer-Ignored", reason))
+        return reply
+    timer = Timer(name, now, count, now // 1000 + count + app.retention)
+    stored = app.store.put(timer)
+    old = app.live(stored, now)
+    ended_miss = False
+    if old is None:
+        if stored and stored.misses:  # forgotten, so its misses go too
+            app.store.clear_misses(name)
+    elif old.remaining(now) <= 0:
+        expired_ms = old.start_ms + old.seconds * 1000
+        miss = Miss(expired_ms // 1000, now // 1000, (now - expired_ms) // 1000)
+        timer = timer._replace(misses=app.store.add_miss(name, miss), last_miss=miss)
+        ended_miss = True
+    else:
+        timer = timer._replace(misses=old.misses, last_miss=old.last_miss)
     body = {
         "timer": name,
         "status": "ok",
-        "now": now_ms // 1000,
+        "now": now // 1000,
         "message": "Timer countdown updated",
-        "new_start_time": now_ms // 1000,
-        "new_start_seconds": timer.seconds,
+        "new_start_time": now // 1000,
+        "new_start_seconds": count,
     }
     if old:
-        body.update(old.describe(now_ms))
-    return Reply(200, body, timer.state(now_ms))
+        body.update(old.describe(now))
+    body.update(timer.miss_fields())
+    body["ended_miss"] = ended_miss
+    return Reply(200, body, timer.state(now))
 
 
-def delete_timer(app: App, now_ms: int, name: str) -> Reply:
-    timer = app.live(app.store.delete(valid_name(name)), now_ms)
-    return check_reply(timer, now_ms, "Timer deleted") if timer else never_set(name)
+def delete_timer(app: App, req: Request, name: str) -> Reply:
+    timer = app.live(app.store.delete(valid_name(name)), req.now_ms)
+    reply = json_view(name, timer, req.now_ms, None)
+    if timer and isinstance(reply.body, dict):
+        reply.status = 200
+        reply.body["message"] = "Timer deleted"
+        reply.body.pop("errorMessage", None)
+    return reply
 
 
 ROUTES: list[tuple[re.Pattern[str], dict[str, Callable[..., Reply]]]] = [
@@ -555,7 +872,14 @@ class App:
                 method, environ.get("PATH_INFO") or "/", environ.get("REQUEST_URI", "")
             )
             handler_name, name = handler.__name__, args[0] if args else None
-            reply = handler(self, round(self.clock() * 1000), *args)
+            query = environ.get("QUERY_STRING")
+            request = Request(
+                method,
+                round(self.clock() * 1000),
+                environ,
+                dict(parse_qsl(query, keep_blank_values=True)) if query else {},
+            )
+            reply = handler(self, request, *args)
         except HTTPError as e:
             reply = Reply(e.status, {"errorMessage": e.message}, headers=e.headers)
         except StoreUnavailable as e:
@@ -569,7 +893,7 @@ class App:
             log.exception("request %s: unhandled error", request_id)
             reply = Reply(500, {"errorMessage": "500: server error"})
         if isinstance(reply.body, str):
-            content_type, data = "text/plain", reply.body.encode()
+            content_type, data = reply.content_type, reply.body.encode()
         else:
             reply.body["request_id"] = request_id
             content_type = "application/json"

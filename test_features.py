@@ -1,0 +1,383 @@
+"""Beyond TimerCheck: missed expiries, prefetchers that must not reset, and the
+badge and text views. Through WebTest on both stores, with the fake clock."""
+
+from __future__ import annotations
+
+import threading
+import xml.etree.ElementTree as ET
+from typing import Any
+
+import pytest
+from webtest import TestApp
+
+from conftest import START, FakeClock
+from timercheck import App, DynamoStore, human, text_width
+
+T0 = int(START)
+
+
+# -- missed expiries --
+
+
+def test_no_misses_before_the_first(app: TestApp, clock: FakeClock) -> None:
+    answer = app.get("/job/60").json
+    assert answer["misses"] == 0 and "last_miss" not in answer
+    assert answer["ended_miss"] is False
+    clock.advance(59.999)
+    assert app.get("/job/60").json["ended_miss"] is False
+    check = app.get("/job").json
+    assert check["misses"] == 0 and "last_miss" not in check
+
+
+def test_a_reset_at_the_exact_second_of_expiry_counts_a_miss(
+    app: TestApp, clock: FakeClock
+) -> None:
+    app.get("/job/60")
+    clock.advance(60)
+    answer = app.get("/job/60").json
+    assert answer["ended_miss"] is True
+    assert answer["misses"] == 1
+    assert answer["last_miss"] == {
+        "expired_at": T0 + 60,
+        "reset_at": T0 + 60,
+        "overdue_seconds": 0,
+    }
+
+
+def test_misses_add_up_and_show_everywhere(app: TestApp, clock: FakeClock) -> None:
+    app.get("/job/60")
+    clock.advance(90.5)
+    app.get("/job/60")
+    clock.advance(30)
+    assert app.get("/job/60").json["ended_miss"] is False
+    clock.advance(125)
+    answer = app.get("/job/60").json
+    assert answer["misses"] == 2
+    assert answer["last_miss"] == {
+        "expired_at": T0 + 180,
+        "reset_at": T0 + 245,
+        "overdue_seconds": 65,
+    }
+    check = app.get("/job").json
+    assert check["misses"] == 2 and check["last_miss"] == answer["last_miss"]
+    deleted = app.delete("/job").json
+    assert deleted["misses"] == 2 and deleted["last_miss"] == answer["last_miss"]
+    assert app.get("/job/60").json["misses"] == 0
+
+
+def test_misses_are_forgotten_with_the_timer(app: TestApp, clock: FakeClock) -> None:
+    app.get("/job/10")
+    clock.advance(20)
+    assert app.get("/job/10").json["misses"] == 1
+    clock.advance(10 + 30 * 86400)
+    answer = app.get("/job/10").json
+    assert answer["misses"] == 0 and answer["ended_miss"] is False
+    assert app.get("/job").json["misses"] == 0
+
+
+def test_since_reports_a_miss_the_poller_has_not_seen(
+    app: TestApp, clock: FakeClock
+) -> None:
+    app.get("/job/60")
+    clock.advance(70)
+    app.get("/job/60")  # expired and reset between two polls
+    assert app.get("/job").status_int == 200
+    answer = app.get("/job?since=0", status=504)
+    assert answer.json["status"] == "missed"
+    assert answer.json["misses"] == 1
+    assert answer.headers["X-Timer-Status"] == "missed"
+    assert "missed" in answer.json["errorMessage"]
+    assert app.get("/job?since=1").status_int == 200
+    assert app.head("/job?since=0", status=504).body == b""
+
+
+def test_since_does_not_hide_an_expiry(app: TestApp, clock: FakeClock) -> None:
+    app.get("/job/60")
+    clock.advance(60)
+    assert app.get("/job?since=5", status=504).json["status"] == "expired"
+
+
+@pytest.mark.parametrize("since", ["-1", "x", "1.5", "", "99999999999"])
+def test_bad_since_is_400(app: TestApp, since: str) -> None:
+    app.get("/job/60")
+    assert "since" in app.get(f"/job?since={since}", status=400).json["errorMessage"]
+
+
+def test_racing_resets_lose_no_miss(dynamo: DynamoStore, clock: FakeClock) -> None:
+    """Every reset of an expired 0-second timer is a miss; two threads racing
+    their resets must count each one."""
+    app = App(dynamo, clock)
+    TestApp(app).get("/race/0")
+    errors: list[Exception] = []
+
+    def resets() -> None:
+        client = TestApp(app)
+        try:
+            for _ in range(25):
+                client.get("/race/0")
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=resets) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert TestApp(app).get("/race", status=504).json["misses"] == 50
+
+
+def test_a_miss_costs_one_more_write_and_a_reset_one(
+    dynamo: DynamoStore, clock: FakeClock
+) -> None:
+    operations: list[str] = []
+    dynamo.client.meta.events.register(
+        "provide-client-params.dynamodb",
+        lambda params, model, **kw: operations.append(model.name),
+    )
+    app = TestApp(App(dynamo, clock))
+    app.get("/job/60")
+    app.get("/job/60")
+    assert operations == ["UpdateItem", "UpdateItem"]
+    clock.advance(60)
+    operations.clear()
+    app.get("/job/60")
+    assert operations == ["UpdateItem", "UpdateItem"]
+    operations.clear()
+    app.get("/job")
+    assert operations == ["GetItem"]
+
+
+# -- prefetchers and link unfurlers --
+
+UNFURLERS = [
+    "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
+    "Slackbot 1.0 (+https://api.slack.com/robots)",
+    "Twitterbot/1.0",
+    "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
+    "Mozilla/5.0 (compatible; Discordbot/2.0; +https://discordapp.com)",
+    "TelegramBot (like TwitterBot)",
+    "WhatsApp/2.23.20.0",
+    "LinkedInBot/1.0 (compatible; Mozilla/5.0; Apache-HttpClient +http://www.linkedin.com)",
+    "Mozilla/5.0 (Windows NT 6.1; WOW64) SkypeUriPreview Preview/0.5",
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+    "Mozilla/5.0 (Macintosh) AppleWebKit (KHTML, like Gecko) Applebot/0.1",
+    "Mastodon/4.2.0 (http.rb/5.1.1; +https://mastodon.social/)",
+    "Mozilla/5.0 (compatible; redditbot/1.0; +http://www.reddit.com/feedback)",
+    "Mozilla/5.0 (compatible; Embedly/0.2; +http://support.embed.ly/)",
+    "Mozilla/5.0 (Windows NT 10.0) MicrosoftPreview/2.0 +https://aka.ms/MicrosoftPreview",
+]
+TOOLS = [
+    "curl/8.5.0",
+    "Wget/1.21.4",
+    "python-requests/2.32.3",
+    "Go-http-client/1.1",
+    "Mozilla/5.0 (Windows NT; Windows NT 10.0; en-US) WindowsPowerShell/5.1.22621",
+    "Uptime-Kuma/1.23.11",
+    "",
+]
+
+
+@pytest.mark.parametrize("agent", UNFURLERS)
+def test_link_unfurlers_never_reset(app: TestApp, clock: FakeClock, agent: str) -> None:
+    app.get("/job/60")
+    clock.advance(60)
+    answer = app.get("/job/600", headers={"User-Agent": agent}, status=504)
+    assert answer.json["status"] == "expired"
+    assert answer.headers["X-Timer-Ignored"].startswith("link preview")
+    assert app.get("/job", status=504).json["start_seconds"] == 60
+    fresh = app.get("/other/600", headers={"User-Agent": agent}, status=404)
+    assert fresh.headers["X-Timer-Status"] == "never-set"
+    app.get("/other", status=404)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Sec-Purpose": "prefetch"},
+        {"Sec-Purpose": "prefetch;prerender"},
+        {"Purpose": "prefetch"},
+    ],
+)
+def test_prefetches_never_reset(app: TestApp, headers: dict[str, str]) -> None:
+    answer = app.get("/job/60", headers=headers, status=404)
+    assert answer.headers["X-Timer-Ignored"] == "prefetch"
+    app.get("/job", status=404)
+
+
+@pytest.mark.parametrize("agent", TOOLS)
+def test_tools_and_unknown_agents_still_set(app: TestApp, agent: str) -> None:
+    answer = app.get("/job/60", headers={"User-Agent": agent})
+    assert answer.json["message"] == "Timer countdown updated"
+    assert "X-Timer-Ignored" not in answer.headers
+
+
+def test_post_and_put_set_whatever_the_agent(app: TestApp) -> None:
+    app.post("/job/60", headers={"User-Agent": "Twitterbot/1.0"})
+    app.put("/job2/60", headers={"Purpose": "prefetch"})
+    app.get("/job")
+    app.get("/job2")
+
+
+# -- views: svg, shields, text --
+
+
+def badge(app: TestApp, path: str) -> tuple[Any, ET.Element]:
+    answer = app.get(path)
+    assert answer.status_int == 200
+    assert answer.content_type == "image/svg+xml"
+    assert answer.headers["Cache-Control"] == "no-store"
+    return answer, ET.fromstring(answer.body)
+
+
+def texts(svg: ET.Element) -> list[str]:
+    return [t.text or "" for t in svg.iter("{http://www.w3.org/2000/svg}text")]
+
+
+@pytest.mark.parametrize(
+    ("setup", "path", "state", "message", "color"),
+    [
+        ([], "/job?format=svg", "never-set", "never set", "#9f9f9f"),
+        (
+            [("/job/2580", 0)],
+            "/job?format=svg",
+            "running",
+            "running · 43m left",
+            "#4c1",
+        ),
+        (
+            [("/job/60", 7560)],
+            "/job?format=svg",
+            "expired",
+            "expired · 2h 5m ago",
+            "#e05d44",
+        ),
+        (
+            [("/job/60", 70), ("/job/86400", 0)],
+            "/job?format=svg",
+            "running",
+            "missed 1× · running",
+            "#dfb317",
+        ),
+        (
+            [("/job/60", 70), ("/job/86400", 0)],
+            "/job?format=svg&since=1",
+            "running",
+            "running · 1d left",
+            "#4c1",
+        ),
+    ],
+)
+def test_svg_badge(
+    app: TestApp,
+    clock: FakeClock,
+    setup: list[tuple[str, float]],
+    path: str,
+    state: str,
+    message: str,
+    color: str,
+) -> None:
+    for set_path, then in setup:
+        app.get(set_path)
+        clock.advance(then)
+    answer, svg = badge(app, path)
+    assert answer.headers["X-Timer-Status"] == state
+    assert texts(svg) == ["job", "job", message, message]
+    assert color in answer.text
+    width = int(svg.get("width"))
+    assert width >= text_width("job") + text_width(message) + 20
+
+
+def test_badge_width_grows_with_the_text(app: TestApp) -> None:
+    _, short = badge(app, "/a?format=svg")
+    _, long = badge(app, f"/{'w' * 60}?format=svg")
+    assert int(long.get("width")) > int(short.get("width")) + 300
+
+
+def test_badge_head_has_no_body(app: TestApp) -> None:
+    answer = app.head("/job?format=svg")
+    assert answer.status_int == 200 and answer.body == b""
+
+
+@pytest.mark.parametrize(
+    ("setup", "message", "color", "state"),
+    [
+        ([], "never set", "lightgrey", "never-set"),
+        ([("/job/3600", 0)], "running · 1h left", "brightgreen", "running"),
+        ([("/job/60", 3)], "running · 57s left", "brightgreen", "running"),
+        ([("/job/60", 60 + 3 * 86400)], "expired · 3d ago", "red", "expired"),
+    ],
+)
+def test_shields_endpoint(
+    app: TestApp,
+    clock: FakeClock,
+    setup: list[tuple[str, float]],
+    message: str,
+    color: str,
+    state: str,
+) -> None:
+    for set_path, then in setup:
+        app.get(set_path)
+        clock.advance(then)
+    answer = app.get("/job?format=shields")
+    assert answer.status_int == 200
+    assert answer.headers["X-Timer-Status"] == state
+    assert answer.json == {
+        "schemaVersion": 1,
+        "label": "job",
+        "message": message,
+        "color": color,
+    }
+
+
+def test_text_view(app: TestApp, clock: FakeClock) -> None:
+    answer = app.get("/job?format=text", status=404)
+    assert (answer.text, answer.content_type) == ("never-set\n", "text/plain")
+    app.get("/job/2550")
+    clock.advance(30)
+    answer = app.get("/job?format=text")
+    assert answer.text == "running 2520\n"
+    assert answer.headers["X-Timer-Status"] == "running"
+    clock.advance(2550)
+    assert app.get("/job?format=text", status=504).text == "expired 30\n"
+    app.get("/job/60")
+    assert (
+        app.get("/job?format=text&since=0", status=504).text == "missed 1 running 60\n"
+    )
+
+
+def test_unknown_format_is_400(app: TestApp) -> None:
+    assert "format" in app.get("/job?format=xml", status=400).json["errorMessage"]
+
+
+def test_badge_when_the_store_is_down(clock: FakeClock) -> None:
+    from test_timercheck import BrokenStore
+    from timercheck import StoreUnavailable
+
+    app = TestApp(App(BrokenStore(StoreUnavailable("down")), clock))
+    answer = app.get("/job?format=svg")
+    assert "unavailable" in answer.text
+    assert "X-Timer-Status" not in answer.headers
+    assert app.get("/job?format=text", status=503).text.startswith("unavailable")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "0s"),
+        (45, "45s"),
+        (59, "59s"),
+        (60, "1m"),
+        (2580, "43m"),
+        (3599, "59m"),
+        (3600, "1h"),
+        (7500, "2h 5m"),
+        (86399, "23h 59m"),
+        (86400, "1d"),
+        (3 * 86400, "3d"),
+        (3 * 86400 + 7200, "3d 2h"),
+    ],
+)
+def test_human_durations(seconds: int, text: str) -> None:
+    assert human(seconds) == text
