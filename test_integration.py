@@ -3,6 +3,7 @@ on SQLite and on DynamoDB through moto_server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import http.client
 import time
 import uuid
 from collections.abc import Iterator
@@ -115,6 +116,26 @@ def test_bad_requests(server: Process, method: str, path: str, status: int) -> N
     answer = call(server.port, method, path)
     assert answer.status == status
     assert answer.json["errorMessage"].startswith(f"{status}: ")
+
+
+def test_misses_views_and_unfurlers(server: Process) -> None:
+    name = fresh()
+    call(server.port, "GET", f"/{name}/0")
+    reset = call(server.port, "GET", f"/{name}/60").json
+    assert (reset["misses"], reset["ended_miss"]) == (1, True)
+    missed = call(server.port, "GET", f"/{name}?since=0")
+    assert (missed.status, missed.headers["X-Timer-Status"]) == (504, "missed")
+    assert call(server.port, "GET", f"/{name}?since=1").status == 200
+    assert call(server.port, "GET", f"/{name}?format=text").body == b"running 60\n"
+    badge = call(server.port, "GET", f"/{name}?format=svg")
+    assert badge.headers["Content-Type"] == "image/svg+xml"
+    assert b"missed 1" in badge.body
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("GET", f"/{name}/5", headers={"User-Agent": "Twitterbot/1.0"})
+    ignored = conn.getresponse()
+    ignored.read()
+    assert ignored.getheader("X-Timer-Ignored") == "link preview (Twitterbot)"
+    assert call(server.port, "GET", f"/{name}").json["start_seconds"] == 60
 
 
 def test_two_services_on_one_table_see_each_others_resets(

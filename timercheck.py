@@ -634,7 +634,7 @@ def json_view(name: str, timer: Timer | None, now_ms: int, since: int | None) ->
     if state == "missed":
         body["status"] = "missed"
         body["message"] = "Timer expired and was reset since your last check"
-        body["errorMessage"] = f"timer missed {timer.misses - (since or 0)} expiry"
+        body["errorMessage"] = "timer missed an expiry"
         return Reply(504, body, state)
     body["status"] = "expired"
     body["message"] = "Timer timed out"
