@@ -4,6 +4,8 @@ GET    /                   200 OK, for load balancer health checks
 GET    /{timer}            200 while running, 504 once expired, 404 if never set
 GET    /{timer}/{seconds}  start or restart the countdown (POST and PUT too)
 DELETE /{timer}            forget the timer
+GET    /{timer}?since=N    504 if it expired and was reset unseen since N misses
+GET    /{timer}?format=    svg, shields or text views of the check
 
 python timercheck.py [serve | create-table]
 """
@@ -664,28 +666,25 @@ BADGE_COLORS = {  # shields.io's names and their SVG colours
 }
 
 
-def badge_message(timer: Timer | None, now_ms: int, since: int | None) -> str:
-    # A badge has no poller to keep a count, so any miss since `since` shows.
+def badge(timer: Timer | None, now_ms: int, since: int | None) -> tuple[str, str]:
+    """The badge's state and message. A badge has no poller to keep a count,
+    so any miss since `since` (default 0) shows."""
     state = timer_state(timer, now_ms, since or 0)
     if timer is None:
-        return "never set"
+        return state, "never set"
     remaining = timer.remaining(now_ms)
     if state == "expired":
-        return f"expired · {human(-remaining)} ago"
+        return state, f"expired · {human(-remaining)} ago"
     if state == "missed":
-        return f"missed {timer.misses - (since or 0)}× · running"
-    return f"running · {human(remaining)} left"
-
-
-def badge_state(timer: Timer | None, now_ms: int, since: int | None) -> str:
-    return timer_state(timer, now_ms, since or 0)
+        return state, f"missed {timer.misses - (since or 0)}× · running"
+    return state, f"running · {human(remaining)} left"
 
 
 def shields_view(
     name: str, timer: Timer | None, now_ms: int, since: int | None
 ) -> Reply:
-    color = BADGE_COLORS[badge_state(timer, now_ms, since)][0]
-    message = badge_message(timer, now_ms, since)
+    state, message = badge(timer, now_ms, since)
+    color = BADGE_COLORS[state][0]
     return shields_reply(name, message, color, timer_state(timer, now_ms, since))
 
 
@@ -696,8 +695,8 @@ def shields_reply(name: str, message: str, color: str, state: str | None) -> Rep
 
 
 def svg_view(name: str, timer: Timer | None, now_ms: int, since: int | None) -> Reply:
-    color = BADGE_COLORS[badge_state(timer, now_ms, since)][1]
-    svg = svg_badge(name, badge_message(timer, now_ms, since), color)
+    state, message = badge(timer, now_ms, since)
+    svg = svg_badge(name, message, BADGE_COLORS[state][1])
     return Reply(200, svg, timer_state(timer, now_ms, since), [], "image/svg+xml")
 
 
