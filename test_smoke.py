@@ -90,22 +90,22 @@ def break_health(app: Wsgi) -> Wsgi:
     return broken
 
 
-def body_on_head(app: Wsgi) -> Wsgi:
-    def broken(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if environ["REQUEST_METHOD"] == "HEAD":
-            return app({**environ, "REQUEST_METHOD": "GET"}, start_response)
-        return app(environ, start_response)
+def served_as_get(method: str) -> Callable[[Wsgi], Wsgi]:
+    """A breakage: requests of `method` are answered as if they were GETs."""
 
-    return broken
+    def breakage(app: Wsgi) -> Wsgi:
+        def broken(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+            if environ["REQUEST_METHOD"] == method:
+                environ = {**environ, "REQUEST_METHOD": "GET"}
+            return app(environ, start_response)
+
+        return broken
+
+    return breakage
 
 
-def ignore_delete(app: Wsgi) -> Wsgi:
-    def broken(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if environ["REQUEST_METHOD"] == "DELETE":
-            return app({**environ, "REQUEST_METHOD": "GET"}, start_response)
-        return app(environ, start_response)
-
-    return broken
+body_on_head = served_as_get("HEAD")
+ignore_delete = served_as_get("DELETE")
 
 
 def forget_sets(app: App) -> Wsgi:
