@@ -93,6 +93,10 @@ UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 MAX_SECONDS = 999_999_999
 CONTROL = re.compile(r"[\x00-\x20\x7f]")
 BAD_PATH = "400: the path must be /{timer} or /{timer}/{seconds}"
+BAD_NAME = (
+    "400: a timer name is 1 to 128 characters from A-Z a-z 0-9 . _ ~ -"
+    " and starts with a letter or digit"
+)
 DIGITS = re.compile(r"[0-9]{1,10}")
 
 
@@ -521,11 +525,7 @@ class Request(NamedTuple):
 
 def valid_name(name: str) -> str:
     if not NAME.fullmatch(name):
-        raise HTTPError(
-            400,
-            "400: a timer name is 1 to 128 characters from A-Z a-z 0-9 . _ ~ -"
-            " and starts with a letter or digit",
-        )
+        raise HTTPError(400, BAD_NAME)
     if name in RESERVED_NAMES:
         raise HTTPError(400, "400: that timer name is reserved")
     return name
@@ -931,7 +931,7 @@ def route(
     if raw_path.startswith("//"):
         raise HTTPError(400, BAD_PATH)
     if "%2f" in raw_path.lower() or CONTROL.search(raw_path):
-        valid_name("/")
+        raise HTTPError(400, BAD_NAME)
     for pattern, methods in ROUTES:
         if match := pattern.fullmatch(path):
             if method not in methods:
