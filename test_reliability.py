@@ -193,6 +193,25 @@ def test_killed_store_is_503_within_a_second_and_a_new_one_without_table_too(
     assert timed(server.port, "GET", "/warm").status == 404
 
 
+def test_sigterm_lets_a_request_in_flight_finish(
+    proxied: tuple[Process, Process, FaultProxy],
+) -> None:
+    _, server, proxy = proxied
+    proxy.delay = 0.5
+    answers: list[Timed] = []
+    client = threading.Thread(
+        target=lambda: answers.append(timed(server.port, "GET", "/warm"))
+    )
+    client.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    assert server.stop(15) == 0
+    client.join()
+    print(f"\n[sigterm] exit after {time.monotonic() - started:.2f}s")
+    assert [a.status for a in answers] == [200]
+    assert time.monotonic() - started < 6
+
+
 # -- load and durability --
 
 
