@@ -25,6 +25,7 @@ from timercheck import (
     StoreUnavailable,
     Timer,
     make_store,
+    probe,
 )
 
 T0 = int(START)
@@ -846,3 +847,19 @@ def test_access_log_has_a_hash_never_the_name(
     assert "secret-timer-name" not in line
     assert response.headers["X-Request-Id"] in line
     assert " GET set_timer " in line and " 200 " in line
+
+
+def test_start_up_probe_says_whether_the_store_answers(
+    store: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "timercheck")
+    probe(store)
+    probe(BrokenStore(StoreUnavailable("sqlite: unable to open database file")))
+    messages = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert messages == [
+        (logging.INFO, "the timer store answers"),
+        (
+            logging.ERROR,
+            "the timer store is unavailable: sqlite: unable to open database file",
+        ),
+    ]

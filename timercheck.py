@@ -971,7 +971,8 @@ def server_options(config: Config) -> dict[str, Any]:
 
 
 def serve(config: Config) -> None:
-    app = App(make_store(config), retention_days=config.retention_days)
+    store = make_store(config)
+    app = App(store, retention_days=config.retention_days)
     server = waitress.create_server(app, **server_options(config))
     signal.signal(signal.SIGTERM, stop)
     log.info(
@@ -980,11 +981,22 @@ def serve(config: Config) -> None:
         server.effective_port,
         describe_store(config),
     )
+    threading.Thread(target=probe, args=(store,), daemon=True).start()
     try:
         server.run()  # returns on SystemExit, having closed the sockets
     finally:
         server.task_dispatcher.shutdown(timeout=5)
     log.info("timercheck stopped")
+
+
+def probe(store: Store) -> None:
+    """Say at start whether the store answers; serve either way (503s till it does)."""
+    try:
+        store.get("timercheck-startup-probe")
+    except StoreUnavailable as e:
+        log.error("the timer store is unavailable: %s", e)
+    else:
+        log.info("the timer store answers")
 
 
 def stop(signum: int, frame: object) -> None:
@@ -1002,7 +1014,10 @@ def main(argv: list[str] | None = None) -> int:
         help="serve HTTP (the default), or create the DynamoDB table TABLE_NAME",
     )
     args = parser.parse_args(argv)
-    config = Config.from_env()
+    try:
+        config = Config.from_env()
+    except ValueError as e:
+        parser.error(f"bad configuration in the environment: {e}")
     logging.basicConfig(
         level=config.log_level,
         stream=sys.stdout,
