@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import sqlite3
 import threading
 import time
@@ -24,6 +25,7 @@ from timercheck import (
     SqliteStore,
     StoreUnavailable,
     Timer,
+    access_writer,
     make_store,
     probe,
 )
@@ -863,3 +865,32 @@ def test_start_up_probe_says_whether_the_store_answers(
             "the timer store is unavailable: sqlite: unable to open database file",
         ),
     ]
+
+
+def test_the_server_writes_access_lines_in_the_log_format(
+    store: Any, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "timercheck.access")
+    stream = io.StringIO()
+    app = TestApp(
+        App(store, clock, access=access_writer(stream)),
+        extra_environ={"REMOTE_ADDR": "127.0.0.1"},
+    )
+    app.get("/secret-timer-name/60")
+    app.get("/")
+    first, second = stream.getvalue().splitlines()
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO timercheck.access [0-9a-f]{16}"
+        r" GET set_timer [0-9a-f]{8} 200 \d+\.\dms 127\.0\.0\.1",
+        first,
+    )
+    assert second.endswith(" GET health - 200 " + second.split()[-2] + " 127.0.0.1")
+
+
+def test_access_lines_follow_the_log_level(
+    store: Any, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "timercheck.access")
+    stream = io.StringIO()
+    TestApp(App(store, clock, access=access_writer(stream))).get("/")
+    assert stream.getvalue() == ""
