@@ -198,6 +198,8 @@ def test_link_unfurlers_never_reset(app: TestApp, clock: FakeClock, agent: str) 
         {"Sec-Purpose": "prefetch"},
         {"Sec-Purpose": "prefetch;prerender"},
         {"Purpose": "prefetch"},
+        {"X-Purpose": "preview"},
+        {"X-Moz": "prefetch"},
     ],
 )
 def test_prefetches_never_reset(app: TestApp, headers: dict[str, str]) -> None:

@@ -584,10 +584,14 @@ UNFURLERS = re.compile(
 )  # fmt: skip
 
 
+PURPOSE_HEADERS = ("HTTP_SEC_PURPOSE", "HTTP_PURPOSE", "HTTP_X_PURPOSE", "HTTP_X_MOZ")
+
+
 def ignored_because(environ: dict[str, Any]) -> str | None:
-    purpose = environ.get("HTTP_SEC_PURPOSE") or environ.get("HTTP_PURPOSE") or ""
-    if "prefetch" in purpose.lower():
-        return "prefetch"
+    for header in PURPOSE_HEADERS:
+        purpose = environ.get(header, "").lower()
+        if "prefetch" in purpose or "preview" in purpose:
+            return "prefetch"
     if match := UNFURLERS.search(environ.get("HTTP_USER_AGENT", "")):
         return f"link preview ({match[1]})"
     return None
