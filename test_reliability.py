@@ -10,7 +10,7 @@ import http.client
 import json
 import os
 import random
-import statistics
+import socket
 import subprocess
 import sys
 import threading
@@ -590,8 +590,6 @@ def test_idle_connections_do_not_block_new_clients(tmp_path: Path) -> None:
     }
     server = service(env)
     server.start()
-    import socket
-
     sockets: list[socket.socket] = []
     try:
         for _ in range(40):
@@ -616,7 +614,3 @@ def test_idle_connections_do_not_block_new_clients(tmp_path: Path) -> None:
         for sock in sockets:
             sock.close()
         server.stop()
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else 0.0
