@@ -37,6 +37,7 @@ import botocore.config
 import botocore.exceptions
 import waitress
 
+ClientError = botocore.exceptions.ClientError
 log = logging.getLogger("timercheck")
 access_log = logging.getLogger("timercheck.access")
 
@@ -123,9 +124,6 @@ class Timer(NamedTuple):
     def remaining(self, now_ms: int) -> int:
         # <= 0 exactly when now >= start + seconds (TimerCheck.io's rule).
         return self.seconds - self.elapsed(now_ms)
-
-    def state(self, now_ms: int) -> str:
-        return "running" if self.remaining(now_ms) > 0 else "expired"
 
     def describe(self, now_ms: int) -> dict[str, Any]:
         elapsed = self.elapsed(now_ms)
@@ -369,9 +367,6 @@ class DynamoStore:
             )
         except ClientError as e:  # some local servers have no TTL at all
             log.warning("table %s: TTL not enabled (%s)", self.table, error_code(e))
-
-
-ClientError = botocore.exceptions.ClientError
 
 
 def error_code(e: Exception) -> str:
@@ -623,42 +618,49 @@ def timer_state(timer: Timer | None, now_ms: int, since: int | None) -> str:
     return "running"
 
 
+STATUSES = {"running": 200, "expired": 504, "missed": 504, "never-set": 404}
+
+
+def check_fields(timer: Timer, now_ms: int, status: str) -> dict[str, Any]:
+    """What a check, and a delete, say of a timer."""
+    return {
+        "timer": timer.name,
+        "status": status,
+        "now": now_ms // 1000,
+        **timer.describe(now_ms),
+        **timer.miss_fields(),
+    }
+
+
 def json_view(name: str, timer: Timer | None, now_ms: int, since: int | None) -> Reply:
-    if timer is None:
-        return Reply(
-            404,
-            {"timer": name, "errorMessage": "404: timer has never been set"},
-            "never-set",
-        )
-    body = {"timer": name, "status": "ok", "now": now_ms // 1000}
-    body.update(timer.describe(now_ms))
-    body.update(timer.miss_fields())
     state = timer_state(timer, now_ms, since)
-    if state == "running":
+    if timer is None:
+        body = {"timer": name, "errorMessage": "404: timer has never been set"}
+    elif state == "running":
+        body = check_fields(timer, now_ms, "ok")
         body["message"] = "Timer still running"
-        return Reply(200, body, state)
-    if state == "missed":
-        body["status"] = "missed"
+    elif state == "missed":
+        body = check_fields(timer, now_ms, "missed")
         body["message"] = "Timer expired and was reset since your last check"
         body["errorMessage"] = "timer missed an expiry"
-        return Reply(504, body, state)
-    body["status"] = "expired"
-    body["message"] = "Timer timed out"
-    body["errorMessage"] = "timer timed out"
-    return Reply(504, body, state)
+    else:
+        body = check_fields(timer, now_ms, "expired")
+        body["message"] = "Timer timed out"
+        body["errorMessage"] = "timer timed out"
+    return Reply(STATUSES[state], body, state)
 
 
 def text_view(name: str, timer: Timer | None, now_ms: int, since: int | None) -> Reply:
-    reply = json_view(name, timer, now_ms, since)
+    state = timer_state(timer, now_ms, since)
     if timer is None:
         line = "never-set"
-    elif reply.state == "expired":
+    elif state == "expired":
         line = f"expired {-timer.remaining(now_ms)}"
-    elif reply.state == "missed":
+    elif state == "missed":
         line = f"missed {timer.misses} running {timer.remaining(now_ms)}"
     else:
         line = f"running {timer.remaining(now_ms)}"
-    return Reply(reply.status, line + "\n", reply.state)
+    return Reply(STATUSES[state], line + "\n", state)
 
 
 BADGE_COLORS = {  # shields.io's names and their SVG colours
@@ -750,7 +752,8 @@ def unavailable_view(view: str, name: str) -> Reply:
         svg = svg_badge(name, "unavailable", BADGE_COLORS["unavailable"][1])
         return Reply(200, svg, None, [], "image/svg+xml")
     if view == "shields":
-        return shields_reply(name, "unavailable", "lightgrey", None)
+        color = BADGE_COLORS["unavailable"][0]
+        return shields_reply(name, "unavailable", color, None)
     return Reply(503, "unavailable\n", None, [("Retry-After", "5")])
 
 
@@ -816,17 +819,17 @@ def set_timer(app: App, req: Request, name: str, seconds: str) -> Reply:
         body.update(old.describe(now))
     body.update(timer.miss_fields())
     body["ended_miss"] = ended_miss
-    return Reply(200, body, timer.state(now))
+    return Reply(200, body, timer_state(timer, now, None))
 
 
 def delete_timer(app: App, req: Request, name: str) -> Reply:
     timer = app.live(app.store.delete(valid_name(name)), req.now_ms)
-    reply = json_view(name, timer, req.now_ms, None)
-    if timer and isinstance(reply.body, dict):
-        reply.status = 200
-        reply.body["message"] = "Timer deleted"
-        reply.body.pop("errorMessage", None)
-    return reply
+    if timer is None:
+        return json_view(name, None, req.now_ms, None)
+    state = timer_state(timer, req.now_ms, None)
+    body = check_fields(timer, req.now_ms, "ok" if state == "running" else state)
+    body["message"] = "Timer deleted"
+    return Reply(200, body, state)
 
 
 ROUTES: list[tuple[re.Pattern[str], dict[str, Callable[..., Reply]]]] = [
