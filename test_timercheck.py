@@ -584,7 +584,9 @@ def test_unreachable_dynamodb_is_503_quickly(
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://127.0.0.1:{unused_port}")
     store = DynamoStore("timers", dynamodb_client("us-east-1"))
     app = TestApp(App(store, clock))
+    started = time.monotonic()
     response = app.get("/job", status=503)
+    assert time.monotonic() - started < 3  # refused twice, one backoff under 1 s
     assert response.json["errorMessage"] == "503: timer store unavailable"
 
 
