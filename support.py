@@ -81,14 +81,24 @@ class Process:
         port: int,
         cwd: Path = ROOT,
         inherit_env: bool = True,
+        ready_path: str = "/",
     ) -> None:
-        self.args, self.port, self.cwd = args, port, cwd
+        self.args, self.port, self.cwd, self.ready_path = args, port, cwd, ready_path
         self.env = {**os.environ, **env} if inherit_env else env
         self.log = ROOT / ".pytest_cache" / f"server-{port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.start_seconds = 0.0  # from start to the first answer
 
-    def start(self, wait_path: str = "/", timeout: float = 20) -> float:
-        """Start and wait for the first answer; return how long that took."""
+    def __enter__(self) -> Process:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 20) -> float:
+        """Start and wait for the first answer; return how long that took.
+        A process that does not answer is killed."""
         self.log.parent.mkdir(exist_ok=True)
         started = time.monotonic()
         with open(self.log, "ab") as out:
@@ -105,10 +115,12 @@ class Process:
                     f"{self.args} exited: {self.log.read_text()[-2000:]}"
                 )
             try:
-                call(self.port, "GET", wait_path, timeout=1)
-                return time.monotonic() - started
+                call(self.port, "GET", self.ready_path, timeout=1)
+                self.start_seconds = time.monotonic() - started
+                return self.start_seconds
             except OSError:
                 time.sleep(0.02)
+        self.stop(9)
         raise RuntimeError(f"{self.args} did not answer within {timeout} s")
 
     def stop(self, sig: int = 15, timeout: float = 10) -> int | None:
@@ -129,7 +141,7 @@ class Process:
 def moto_server(port: int | None = None) -> Process:
     port = port or free_port()
     args = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    return Process(args, FAKE_AWS, port)
+    return Process(args, FAKE_AWS, port, ready_path="/moto-api/")
 
 
 def service(env: dict[str, str], port: int | None = None) -> Process:

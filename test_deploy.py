@@ -558,9 +558,7 @@ def test_image_stand_in_serves_with_the_task_environment(tmp_path: Path) -> None
         capture_output=True,
         timeout=600,
     )
-    store = moto_server()
-    store.start(wait_path="/moto-api/")
-    try:
+    with moto_server() as store:
         table = substitute(
             "${AWS::StackName}-timers", {"AWS::StackName": SERVICE_STACK}
         )
@@ -578,18 +576,13 @@ def test_image_stand_in_serves_with_the_task_environment(tmp_path: Path) -> None
         }
         cmd = json.loads(instructions("CMD")[0])
         args = [str(venv / "bin" / cmd[0]), *cmd[1:]]
-        service = Process(args, env, port, cwd=app_dir, inherit_env=False)
-        service.start()
-        try:
+        with Process(args, env, port, cwd=app_dir, inherit_env=False) as service:
             assert call(port, "GET", "/").body == b"OK"
             assert call(port, "GET", "/stand-in/1").status == 200
             assert call(port, "GET", "/stand-in").status == 200
             time.sleep(1.05)
             assert call(port, "GET", "/stand-in").status == 504
             assert f"dynamodb table={table}" in service.output()
-        finally:
             started = time.monotonic()
             assert service.stop(15) == 0
             assert time.monotonic() - started < 5
-    finally:
-        store.stop()

@@ -23,12 +23,8 @@ from support import (
 
 @pytest.fixture(scope="module")
 def moto() -> Iterator[Process]:
-    server = moto_server()
-    server.start(wait_path="/moto-api/")
-    try:
+    with moto_server() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "dynamodb"])
@@ -40,12 +36,8 @@ def server(
     else:
         env = dynamo_env(request.getfixturevalue("moto").port)
         create_table(env)
-    proc = service(env)
-    proc.start()
-    try:
+    with service(env) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def fresh() -> str:
@@ -143,10 +135,7 @@ def test_two_services_on_one_table_see_each_others_resets(
 ) -> None:
     env = dynamo_env(moto.port, table="shared")
     create_table(env)
-    first, second = service(env), service(env)
-    try:
-        first.start()
-        second.start()
+    with service(env) as first, service(env) as second:
         name = fresh()
         for seconds in (60, 0, 120, 5):
             call(first.port, "GET", f"/{name}/{seconds}")
@@ -155,15 +144,11 @@ def test_two_services_on_one_table_see_each_others_resets(
             assert answer.json["start_seconds"] == seconds
         call(second.port, "DELETE", f"/{name}")
         assert call(first.port, "GET", f"/{name}").status == 404
-    finally:
-        first.stop()
-        second.stop()
 
 
 def test_sigterm_stops_the_server_cleanly(tmp_path: Path) -> None:
-    proc = service({"TIMERCHECK_DB": str(tmp_path / "t.db")})
-    proc.start()
-    started = time.monotonic()
-    assert proc.stop(15) == 0
-    assert time.monotonic() - started < 3
-    assert "timercheck stopped" in proc.output()
+    with service({"TIMERCHECK_DB": str(tmp_path / "t.db")}) as proc:
+        started = time.monotonic()
+        assert proc.stop(15) == 0
+        assert time.monotonic() - started < 3
+        assert "timercheck stopped" in proc.output()

@@ -17,6 +17,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,19 +95,15 @@ def run_for(seconds: float, workers: int, work: Callable[[int, float], None]) ->
 @pytest.fixture
 def proxied(tmp_path: Path) -> Iterator[tuple[Process, Process, FaultProxy]]:
     """moto_server, a proxy in front of it, and the service through the proxy."""
-    store = moto_server()
-    store.start(wait_path="/moto-api/")
-    proxy = FaultProxy(store.port)
-    create_table(dynamo_env(store.port))
-    server = service(dynamo_env(proxy.port))
-    try:
-        server.start()
-        assert call(server.port, "GET", "/warm/600").status == 200
-        yield store, server, proxy
-    finally:
-        server.stop()
-        proxy.close()
-        store.stop()
+    with moto_server() as store:
+        proxy = FaultProxy(store.port)
+        create_table(dynamo_env(store.port))
+        try:
+            with service(dynamo_env(proxy.port)) as server:
+                assert call(server.port, "GET", "/warm/600").status == 200
+                yield store, server, proxy
+        finally:
+            proxy.close()
 
 
 def test_blackholed_store_is_503_fast_and_health_stays_up(
@@ -180,7 +177,7 @@ def test_killed_store_is_503_within_a_second_and_a_new_one_without_table_too(
     for a in answers:
         assert_unavailable_body(a.body)
 
-    store.start(wait_path="/moto-api/")  # the same port, and no table
+    store.start()  # the same port, and no table
     time.sleep(2.1)  # let the breaker probe again
     answers = [timed(server.port, "GET", path) for path in ("/warm", "/warm/60") * 3]
     assert {a.status for a in answers} == {503}, "a missing table must not be a 404"
@@ -276,41 +273,31 @@ def lost_sets(port: int, acknowledged: dict[str, int]) -> list[str]:
 
 @pytest.mark.parametrize("store", ["sqlite", "dynamodb"])
 def test_load_loses_no_acknowledged_set(store: str, tmp_path: Path) -> None:
-    moto = None
-    if store == "sqlite":
-        env = {"TIMERCHECK_DB": str(tmp_path / "t.db")}
-    else:
-        moto = moto_server()
-        moto.start(wait_path="/moto-api/")
-        env = dynamo_env(moto.port)
-        create_table(env)
-    server = service(env)
-    try:
-        server.start()
+    with ExitStack() as stack:
+        if store == "sqlite":
+            env = {"TIMERCHECK_DB": str(tmp_path / "t.db")}
+        else:
+            env = dynamo_env(stack.enter_context(moto_server()).port)
+            create_table(env)
+        server = stack.enter_context(service(env))
         load = apply_load(server.port, LOAD_SECONDS)
         report(f"load {store}", load.latencies, statuses=dict(load.statuses))
         assert load.errors == 0
         assert set(load.statuses) == {200}
         assert len(load.acknowledged) > 100
         assert lost_sets(server.port, load.acknowledged) == []
-    finally:
-        server.stop()
-        if moto:
-            moto.stop()
 
 
 def test_kill_9_during_load_loses_no_acknowledged_set(tmp_path: Path) -> None:
     env = {"TIMERCHECK_DB": str(tmp_path / "t.db")}
-    server = service(env)
-    server.start()
-    killer = threading.Timer(3, lambda: server.stop(9))
-    killer.start()
-    load = apply_load(server.port, 6)
-    killer.join()
+    with service(env) as server:
+        killer = threading.Timer(3, lambda: server.stop(9))
+        killer.start()
+        load = apply_load(server.port, 6)
+        killer.join()
     assert load.errors > 0, "the kill should have cut the clients off"
-    restarted = service(env, port=server.port)
-    try:
-        to_first_answer = restarted.start()
+    with service(env, port=server.port) as restarted:
+        to_first_answer = restarted.start_seconds
         report(
             "kill -9",
             load.latencies,
@@ -320,8 +307,6 @@ def test_kill_9_during_load_loses_no_acknowledged_set(tmp_path: Path) -> None:
         assert to_first_answer < 2
         assert len(load.acknowledged) > 100
         assert lost_sets(restarted.port, load.acknowledged) == []
-    finally:
-        restarted.stop()
 
 
 HOLD_LOCK = """
@@ -336,9 +321,7 @@ db.execute("ROLLBACK")
 
 def test_sqlite_locked_by_another_process_is_503(tmp_path: Path) -> None:
     path = str(tmp_path / "t.db")
-    server = service({"TIMERCHECK_DB": path})
-    server.start()
-    try:
+    with service({"TIMERCHECK_DB": path}) as server:
         assert call(server.port, "GET", "/job/60").status == 200
         holder = subprocess.Popen(
             [sys.executable, "-c", HOLD_LOCK, path, "4"], stdout=subprocess.PIPE
@@ -353,25 +336,17 @@ def test_sqlite_locked_by_another_process_is_503(tmp_path: Path) -> None:
         holder.wait(10)
         time.sleep(0.1)
         assert call(server.port, "GET", "/job/90").status == 200
-    finally:
-        server.stop()
 
 
 def test_read_only_sqlite_is_503(tmp_path: Path) -> None:
     path = tmp_path / "t.db"
-    first = service({"TIMERCHECK_DB": str(path)})
-    first.start()
-    call(first.port, "GET", "/job/60")
-    first.stop()
-    server = service({"TIMERCHECK_DB": f"file:{path}?mode=ro"})
-    server.start()
-    try:
+    with service({"TIMERCHECK_DB": str(path)}) as first:
+        call(first.port, "GET", "/job/60")
+    with service({"TIMERCHECK_DB": f"file:{path}?mode=ro"}) as server:
         assert call(server.port, "GET", "/job").status == 200
         answer = call(server.port, "GET", "/job/60")
         assert answer.status == 503
         assert_unavailable_body(answer.body)
-    finally:
-        server.stop()
 
 
 # -- hostile input over raw sockets --
@@ -531,12 +506,10 @@ HOSTILE: list[tuple[str, bytes, int, str]] = [
 
 @pytest.fixture(scope="module")
 def hostile_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
-    server = service({"TIMERCHECK_DB": str(tmp_path_factory.mktemp("h") / "t.db")})
-    server.start()
-    try:
+    with service(
+        {"TIMERCHECK_DB": str(tmp_path_factory.mktemp("h") / "t.db")}
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_there_are_at_least_60_hostile_cases() -> None:
@@ -588,20 +561,19 @@ def test_idle_connections_do_not_block_new_clients(tmp_path: Path) -> None:
         "TIMERCHECK_CONNECTION_LIMIT": "50",
         "TIMERCHECK_CHANNEL_TIMEOUT": "3",
     }
-    server = service(env)
-    server.start()
-    sockets: list[socket.socket] = []
-    try:
+    with service(env) as server, ExitStack() as idle:
         for _ in range(40):
-            sock = socket.create_connection(("127.0.0.1", server.port))
+            sock = idle.enter_context(
+                socket.create_connection(("127.0.0.1", server.port))
+            )
             sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-            sockets.append(sock)
         below = timed(server.port, "GET", "/")
         assert below.status == 200 and below.seconds < 0.5
         for _ in range(20):
-            sock = socket.create_connection(("127.0.0.1", server.port))
+            sock = idle.enter_context(
+                socket.create_connection(("127.0.0.1", server.port))
+            )
             sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-            sockets.append(sock)
         above = timed(server.port, "GET", "/", timeout=20)
         print(
             f"\n[slowloris] 40 idle: GET / in {below.seconds * 1000:.1f}ms;"
@@ -610,7 +582,3 @@ def test_idle_connections_do_not_block_new_clients(tmp_path: Path) -> None:
         )
         assert above.status == 200
         assert above.seconds < 3 + 2
-    finally:
-        for sock in sockets:
-            sock.close()
-        server.stop()

@@ -34,12 +34,8 @@ def smoke(url: str) -> tuple[int, str]:
 
 
 def test_smoke_passes_against_the_server_on_sqlite(tmp_path: Path) -> None:
-    server = service({"TIMERCHECK_DB": str(tmp_path / "t.db")})
-    server.start()
-    try:
+    with service({"TIMERCHECK_DB": str(tmp_path / "t.db")}) as server:
         code, output = smoke(f"http://127.0.0.1:{server.port}")
-    finally:
-        server.stop()
     assert code == 0, output
     assert output.count("\nok   ") + output.startswith("ok   ") == 7
     assert output.endswith("smoke test passed\n")
@@ -48,19 +44,11 @@ def test_smoke_passes_against_the_server_on_sqlite(tmp_path: Path) -> None:
 
 
 def test_smoke_passes_against_the_server_on_dynamodb() -> None:
-    store = moto_server()
-    store.start(wait_path="/moto-api/")
-    try:
+    with moto_server() as store:
         env = dynamo_env(store.port)
         create_table(env)
-        server = service(env)
-        server.start()
-        try:
+        with service(env) as server:
             code, output = smoke(f"http://127.0.0.1:{server.port}/")
-        finally:
-            server.stop()
-    finally:
-        store.stop()
     assert code == 0, output
 
 
