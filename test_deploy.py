@@ -181,9 +181,10 @@ def map_apply(dest: dict[Any, Any], src: dict[Any, Any]) -> None:
 
 # -- mu's base templates, the parts the extensions touch or reference --
 
-# templates/assets/cloudformation/service-ecs.yml: parameters :5-25 and :34-56,
-# the log group :318-322, the task definition :323-399 with the environment
-# block at :358-364 (a Go text/template range over service.environment).
+# templates/assets/cloudformation/service-ecs.yml: parameters :5-25, :34-56
+# and :170-172, the log group :318-322, the task definition :323-399 with the
+# environment block at :358-364 (a Go text/template range over
+# service.environment).
 SERVICE_ECS = """\
 ---
 AWSTemplateFormatVersion: '2010-09-09'
