@@ -8,6 +8,17 @@ GET    /{timer}?since=N    504 if it expired and was reset unseen since N misses
 GET    /{timer}?format=    svg, shields or text views of the check
 
 python timercheck.py [serve | create-table]
+
+The module reads in the order a request meets it:
+  config       Config, from the environment
+  timers       Timer, what a reset means, and the contract of a store
+  answers      Reply and HTTPError, and the views of a timer
+  requests     names, seconds and the query; prefetchers and link unfurlers
+  handlers     one per route, the route table
+  app          App: handle, encode, respond, log
+  stores       SqliteStore beside its SQL, DynamoStore beside its item mapping
+  breaker      Breaker, which keeps a failing store from taking every thread
+  entry point  make_store, serve, main
 """
 
 from __future__ import annotations
@@ -87,19 +98,6 @@ class Config:
 
 # -- timers --
 
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,127}")
-RESERVED_NAMES = frozenset({"robots.txt"})
-SECONDS = re.compile(r"([0-9]{1,10})([smhdw]?)")
-UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-MAX_SECONDS = 999_999_999
-CONTROL = re.compile(r"[\x00-\x20\x7f]")
-BAD_PATH = "400: the path must be /{timer} or /{timer}/{seconds}"
-BAD_NAME = (
-    "400: a timer name is 1 to 128 characters from A-Z a-z 0-9 . _ ~ -"
-    " and starts with a letter or digit"
-)
-DIGITS = re.compile(r"[0-9]{1,10}")
-
 
 class Miss(NamedTuple):
     """An expiry that a reset ended, perhaps unseen between two polls."""
@@ -125,7 +123,11 @@ class Timer(NamedTuple):
         # <= 0 exactly when now >= start + seconds (TimerCheck.io's rule).
         return self.seconds - self.elapsed(now_ms)
 
-    def describe(self, now_ms: int) -> dict[str, Any]:
+    def forgotten(self, now_ms: int) -> bool:
+        """Past its retention: it reads as never set (the store's TTL may lag)."""
+        return now_ms >= self.expires_at * 1000
+
+    def countdown(self, now_ms: int) -> dict[str, Any]:
         elapsed = self.elapsed(now_ms)
         return {
             "start_time": self.start_ms // 1000,
@@ -140,7 +142,45 @@ class Timer(NamedTuple):
         return {"misses": self.misses, "last_miss": self.last_miss._asdict()}
 
 
-# -- storage --
+def remembered(timer: Timer | None, now_ms: int) -> Timer | None:
+    return None if timer is None or timer.forgotten(now_ms) else timer
+
+
+class Reset(NamedTuple):
+    """What a reset means, given the timer it replaced in the store."""
+
+    replaced: Timer | None  # the countdown it ended, unless never set or forgotten
+    timer: Timer  # the new countdown, carrying the misses on
+    miss: Miss | None  # the expiry it ended, which the store must count
+    forget_misses: bool  # the replaced timer was forgotten but kept its misses
+
+
+def reset(stored: Timer | None, countdown: Timer, now_ms: int) -> Reset:
+    """A reset after an expiry ends a miss; a forgotten timer starts again at
+    no misses; a reset in time carries the misses on."""
+    replaced = remembered(stored, now_ms)
+    if replaced is None:
+        return Reset(None, countdown, None, bool(stored and stored.misses))
+    if replaced.remaining(now_ms) > 0:
+        carried = countdown._replace(
+            misses=replaced.misses, last_miss=replaced.last_miss
+        )
+        return Reset(replaced, carried, None, False)
+    expired_ms = replaced.start_ms + replaced.seconds * 1000
+    miss = Miss(expired_ms // 1000, now_ms // 1000, (now_ms - expired_ms) // 1000)
+    missed = countdown._replace(misses=replaced.misses + 1, last_miss=miss)
+    return Reset(replaced, missed, miss, False)
+
+
+def timer_state(timer: Timer | None, now_ms: int, since: int | None) -> str:
+    """What a poller is told: `since` is the count of misses it has seen."""
+    if timer is None:
+        return "never-set"
+    if timer.remaining(now_ms) <= 0:
+        return "expired"
+    if since is not None and timer.misses > since:
+        return "missed"
+    return "running"
 
 
 class StoreUnavailable(Exception):
@@ -162,6 +202,551 @@ class Store(Protocol):
 
     def clear_misses(self, name: str) -> None:
         """Forget the misses of a timer that was itself forgotten."""
+
+
+# -- answers --
+
+
+@dataclass
+class Reply:
+    status: int
+    body: dict[str, Any] | str
+    state: str | None = None  # X-Timer-Status: running, expired, missed, never-set
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    content_type: str = "text/plain"  # of a str body; a dict is JSON
+
+
+class HTTPError(Exception):
+    """An answer with an errorMessage, which starts with its status."""
+
+    def __init__(
+        self, status: int, message: str, headers: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status, self.headers = status, list(headers)
+
+    def reply(self) -> Reply:
+        body = {"errorMessage": str(self)}
+        return Reply(self.status, body, headers=list(self.headers))
+
+
+STATUSES = {"running": 200, "expired": 504, "missed": 504, "never-set": 404}
+JSON = json.JSONEncoder(separators=(",", ":"))
+
+
+def human(seconds: int) -> str:
+    """43m, 2h 5m, 3d: a duration for people."""
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        hours, minutes = divmod(seconds // 60, 60)
+        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
+    days, hours = divmod(seconds // 3600, 24)
+    return f"{days}d {hours}h" if hours else f"{days}d"
+
+
+def check_fields(timer: Timer, now_ms: int, status: str) -> dict[str, Any]:
+    """What a check, and a delete, say of a timer."""
+    return {
+        "timer": timer.name,
+        "status": status,
+        "now": now_ms // 1000,
+        **timer.countdown(now_ms),
+        **timer.miss_fields(),
+    }
+
+
+def json_view(
+    name: str, timer: Timer | None, now_ms: int, state: str, since: int | None
+) -> Reply:
+    if timer is None:
+        body = {"timer": name, "errorMessage": "404: timer has never been set"}
+    elif state == "running":
+        body = check_fields(timer, now_ms, "ok")
+        body["message"] = "Timer still running"
+    elif state == "missed":
+        body = check_fields(timer, now_ms, "missed")
+        body["message"] = "Timer expired and was reset since your last check"
+        body["errorMessage"] = "timer missed an expiry"
+    else:
+        body = check_fields(timer, now_ms, "expired")
+        body["message"] = "Timer timed out"
+        body["errorMessage"] = "timer timed out"
+    return Reply(STATUSES[state], body, state)
+
+
+def text_view(
+    name: str, timer: Timer | None, now_ms: int, state: str, since: int | None
+) -> Reply:
+    if timer is None:
+        line = "never-set"
+    elif state == "expired":
+        line = f"expired {-timer.remaining(now_ms)}"
+    elif state == "missed":
+        line = f"missed {timer.misses} running {timer.remaining(now_ms)}"
+    else:
+        line = f"running {timer.remaining(now_ms)}"
+    return Reply(STATUSES[state], line + "\n", state)
+
+
+# Verdana 11px, as shields.io draws badges; other characters count as 7.
+CHAR_WIDTHS = {c: 3 for c in "ijl.,:;'!|"} | {c: 4 for c in "frt -()[]·"}
+CHAR_WIDTHS |= {c: 10 for c in "mwMW%"} | {"×": 8}
+
+
+def text_width(text: str) -> int:
+    return sum(CHAR_WIDTHS.get(c, 7) for c in text)
+
+
+def svg_badge(label: str, message: str, color: str) -> str:
+    left, right = text_width(label) + 12, text_width(message) + 12
+    width = left + right
+    label, message = html.escape(label), html.escape(message)
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="20"'
+        f' role="img" aria-label="{label}: {message}"><title>{label}: {message}</title>'
+        '<linearGradient id="s" x2="0" y2="100%"><stop offset="0" stop-color="#bbb"'
+        ' stop-opacity=".1"/><stop offset="1" stop-opacity=".1"/></linearGradient>'
+        f'<clipPath id="r"><rect width="{width}" height="20" rx="3" fill="#fff"/>'
+        f'</clipPath><g clip-path="url(#r)"><rect width="{left}" height="20"'
+        f' fill="#555"/><rect x="{left}" width="{right}" height="20" fill="{color}"/>'
+        f'<rect width="{width}" height="20" fill="url(#s)"/></g><g fill="#fff"'
+        ' text-anchor="middle" font-family="Verdana,Geneva,DejaVu Sans,sans-serif"'
+        ' font-size="11">'
+        f'<text x="{left / 2}" y="15" fill="#010101" fill-opacity=".3">{label}</text>'
+        f'<text x="{left / 2}" y="14">{label}</text>'
+        f'<text x="{left + right / 2}" y="15" fill="#010101" fill-opacity=".3">'
+        f"{message}</text>"
+        f'<text x="{left + right / 2}" y="14">{message}</text></g></svg>'
+    )
+
+
+# A badge has no poller to keep a count of misses, so without ?since= it shows
+# every miss since the timer was first set. X-Timer-Status, like the JSON,
+# reports a miss only to a poller that passes since.
+BADGE_SINCE = 0
+SHIELDS_COLORS = {  # shields.io's colour names
+    "running": "brightgreen",
+    "expired": "red",
+    "missed": "yellow",
+    "never-set": "lightgrey",
+    "unavailable": "lightgrey",
+}
+SVG_COLORS = {  # the same colours, as shields.io draws them
+    "running": "#4c1",
+    "expired": "#e05d44",
+    "missed": "#dfb317",
+    "never-set": "#9f9f9f",
+    "unavailable": "#9f9f9f",
+}
+
+
+def badge(
+    timer: Timer | None, now_ms: int, state: str, since: int | None
+) -> tuple[str, str]:
+    """The badge's own state, and its message."""
+    if timer is None:
+        return state, "never set"
+    remaining = timer.remaining(now_ms)
+    if state == "expired":
+        return state, f"expired · {human(-remaining)} ago"
+    seen = BADGE_SINCE if since is None else since
+    if timer.misses > seen:
+        return "missed", f"missed {timer.misses - seen}× · running"
+    return state, f"running · {human(remaining)} left"
+
+
+def shields_reply(name: str, message: str, color: str, state: str | None) -> Reply:
+    """Only the keys shields.io's endpoint schema knows: no request_id."""
+    body = {"schemaVersion": 1, "label": name, "message": message, "color": color}
+    return Reply(200, JSON.encode(body), state, [], "application/json")
+
+
+def shields_view(
+    name: str, timer: Timer | None, now_ms: int, state: str, since: int | None
+) -> Reply:
+    shown, message = badge(timer, now_ms, state, since)
+    return shields_reply(name, message, SHIELDS_COLORS[shown], state)
+
+
+def svg_view(
+    name: str, timer: Timer | None, now_ms: int, state: str, since: int | None
+) -> Reply:
+    shown, message = badge(timer, now_ms, state, since)
+    svg = svg_badge(name, message, SVG_COLORS[shown])
+    return Reply(200, svg, state, [], "image/svg+xml")
+
+
+View = Callable[[str, Timer | None, int, str, int | None], Reply]
+VIEWS: dict[str, View] = {
+    "json": json_view,
+    "text": text_view,
+    "shields": shields_view,
+    "svg": svg_view,
+}
+
+
+def unavailable_view(view: str, name: str) -> Reply:
+    """A badge still draws when the store is down (image proxies drop 5xx)."""
+    if view == "svg":
+        svg = svg_badge(name, "unavailable", SVG_COLORS["unavailable"])
+        return Reply(200, svg, None, [], "image/svg+xml")
+    if view == "shields":
+        color = SHIELDS_COLORS["unavailable"]
+        return shields_reply(name, "unavailable", color, None)
+    return Reply(503, "unavailable\n", None, [("Retry-After", "5")])
+
+
+# -- requests --
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,127}")
+RESERVED_NAMES = frozenset({"robots.txt"})
+SECONDS = re.compile(r"([0-9]{1,10})([smhdw]?)")
+UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_SECONDS = 999_999_999
+CONTROL = re.compile(r"[\x00-\x20\x7f]")
+BAD_PATH = "the path must be /{timer} or /{timer}/{seconds}"
+BAD_NAME = (
+    "a timer name is 1 to 128 characters from A-Z a-z 0-9 . _ ~ -"
+    " and starts with a letter or digit"
+)
+DIGITS = re.compile(r"[0-9]{1,10}")
+
+
+class Request(NamedTuple):
+    method: str
+    now_ms: int
+    environ: dict[str, Any]
+    query: dict[str, str]
+
+
+def valid_name(name: str) -> str:
+    if not NAME.fullmatch(name):
+        raise HTTPError(400, BAD_NAME)
+    if name in RESERVED_NAMES:
+        raise HTTPError(400, "that timer name is reserved")
+    return name
+
+
+def parse_seconds(text: str) -> int:
+    match = SECONDS.fullmatch(text)
+    if not match:
+        raise HTTPError(
+            400,
+            "seconds must be 1 to 10 digits, optionally followed by one"
+            " unit s, m, h, d or w (90, 90s, 70m, 25h, 7d, 2w)",
+        )
+    seconds = int(match[1]) * UNITS[match[2]]
+    if seconds > MAX_SECONDS:
+        raise HTTPError(400, f"seconds must be at most {MAX_SECONDS} in all")
+    return seconds
+
+
+def parse_query(req: Request) -> tuple[str, int | None]:
+    """The view asked for (?format=) and the misses the poller has seen (?since=)."""
+    view = req.query.get("format", "json")
+    if view not in VIEWS:
+        raise HTTPError(400, "format must be json, svg, shields or text")
+    since = req.query.get("since")
+    if since is None:
+        return view, None
+    if not DIGITS.fullmatch(since):
+        raise HTTPError(400, "since must be a count of misses, 0 or more")
+    return view, int(since)
+
+
+# -- link unfurlers and prefetchers, whose GET of a set URL must set nothing --
+
+UNFURLERS = re.compile(
+    r"\b("
+    + "|".join(
+        map(
+            re.escape,
+            [
+                "Slackbot", "Slack-ImgProxy", "Twitterbot", "facebookexternalhit",
+                "Facebot", "Discordbot", "TelegramBot", "WhatsApp", "LinkedInBot",
+                "SkypeUriPreview", "MicrosoftPreview", "Googlebot",
+                "Google-PageRenderer", "AdsBot-Google", "bingbot", "BingPreview",
+                "Applebot", "DuckDuckBot", "YandexBot", "Baiduspider", "redditbot",
+                "Pinterestbot", "Embedly", "Iframely", "vkShare", "Mastodon",
+                "Snapchat", "Viber", "KakaoTalk-Scrap", "Mattermost-Bot",
+                "RocketChat", "Zulip", "Bytespider", "GPTBot", "ChatGPT-User",
+                "ClaudeBot", "PerplexityBot", "AhrefsBot", "SemrushBot", "MJ12bot",
+                "DotBot", "PetalBot", "SeznamBot", "ia_archiver",
+            ],
+        )
+    )
+    + r")",
+    re.IGNORECASE,
+)  # fmt: skip
+
+
+PURPOSE_HEADERS = ("HTTP_SEC_PURPOSE", "HTTP_PURPOSE", "HTTP_X_PURPOSE", "HTTP_X_MOZ")
+
+
+def ignored_because(environ: dict[str, Any]) -> str | None:
+    for header in PURPOSE_HEADERS:
+        purpose = environ.get(header, "").lower()
+        if "prefetch" in purpose or "preview" in purpose:
+            return "prefetch"
+    if match := UNFURLERS.search(environ.get("HTTP_USER_AGENT", "")):
+        return f"link preview ({match[1]})"
+    return None
+
+
+# -- handlers --
+
+
+def health(app: App, req: Request) -> Reply:
+    return Reply(200, "OK")
+
+
+def robots(app: App, req: Request) -> Reply:
+    return Reply(200, "User-agent: *\nDisallow: /\n")
+
+
+def check_timer(app: App, req: Request, name: str) -> Reply:
+    view, since = parse_query(req)
+    try:
+        timer = remembered(app.store.get(valid_name(name)), req.now_ms)
+    except StoreUnavailable as e:
+        if view == "json":
+            raise
+        log.warning("store unavailable: %s", e)
+        return unavailable_view(view, name)
+    state = timer_state(timer, req.now_ms, since)
+    return VIEWS[view](name, timer, req.now_ms, state, since)
+
+
+def peek_timer(app: App, req: Request, name: str, seconds: str) -> Reply:
+    """HEAD of a set URL: link checkers send it, so it must set nothing."""
+    valid_name(name)
+    parse_seconds(seconds)
+    return check_timer(app, req, name)
+
+
+def set_timer(app: App, req: Request, name: str, seconds_text: str) -> Reply:
+    name, seconds, now = valid_name(name), parse_seconds(seconds_text), req.now_ms
+    if req.method == "GET" and (reason := ignored_because(req.environ)):
+        reply = check_timer(app, req, name)
+        reply.headers.append(("X-Timer-Ignored", reason))
+        return reply
+    countdown = Timer(name, now, seconds, now // 1000 + seconds + app.retention)
+    outcome = reset(app.store.put(countdown), countdown, now)
+    timer = outcome.timer
+    if outcome.miss:
+        timer = timer._replace(misses=app.store.add_miss(name, outcome.miss))
+    elif outcome.forget_misses:
+        app.store.clear_misses(name)
+    body = {
+        "timer": name,
+        "status": "ok",
+        "now": now // 1000,
+        "message": "Timer countdown updated",
+        "new_start_time": now // 1000,
+        "new_start_seconds": seconds,
+    }
+    if outcome.replaced:
+        body.update(outcome.replaced.countdown(now))
+    body.update(timer.miss_fields())
+    body["ended_miss"] = outcome.miss is not None
+    return Reply(200, body, timer_state(timer, now, None))
+
+
+def delete_timer(app: App, req: Request, name: str) -> Reply:
+    timer = remembered(app.store.delete(valid_name(name)), req.now_ms)
+    state = timer_state(timer, req.now_ms, None)
+    if timer is None:
+        return json_view(name, None, req.now_ms, state, None)
+    body = check_fields(timer, req.now_ms, "ok" if state == "running" else state)
+    body["message"] = "Timer deleted"
+    return Reply(200, body, state)
+
+
+ROUTES: list[tuple[re.Pattern[str], dict[str, Callable[..., Reply]]]] = [
+    (re.compile(r"/"), {"GET": health, "HEAD": health}),
+    (re.compile(r"/robots\.txt"), {"GET": robots, "HEAD": robots}),
+    (
+        re.compile(r"/([^/]*)"),
+        {"GET": check_timer, "HEAD": check_timer, "DELETE": delete_timer},
+    ),
+    (
+        re.compile(r"/([^/]*)/([^/]*)"),
+        {"GET": set_timer, "HEAD": peek_timer, "POST": set_timer, "PUT": set_timer},
+    ),
+]
+
+
+def route(
+    method: str, path: str, raw_target: str
+) -> tuple[Callable[..., Reply], tuple[str, ...]]:
+    """The handler for a request and the parts of the path it takes."""
+    # waitress decodes %2F before the app sees the path, drops tabs from it,
+    # and reads //x/5 as host x, path /5: a name must not turn into two path
+    # segments or into another name.
+    raw_path = raw_target.partition("?")[0]
+    if raw_path.startswith("//"):
+        raise HTTPError(400, BAD_PATH)
+    if "%2f" in raw_path.lower() or CONTROL.search(raw_path):
+        raise HTTPError(400, BAD_NAME)
+    for pattern, methods in ROUTES:
+        if match := pattern.fullmatch(path):
+            if method not in methods:
+                allow = ", ".join(methods)
+                raise HTTPError(405, "method not allowed", [("Allow", allow)])
+            return methods[method], match.groups()
+    raise HTTPError(400, BAD_PATH)
+
+
+# -- app --
+
+STATUS_LINES = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
+STORE_UNAVAILABLE = HTTPError(503, "timer store unavailable", [("Retry-After", "5")])
+
+
+def name_hash(name: str | None) -> str:
+    """Logs name a timer by a short hash: anyone who knows a name can reset it."""
+    return hashlib.blake2b(name.encode(), digest_size=4).hexdigest() if name else "-"
+
+
+def encode(reply: Reply, request_id: str) -> tuple[str, bytes]:
+    """The content type and the body's bytes; a JSON body gets the request id."""
+    if isinstance(reply.body, str):
+        return reply.content_type, reply.body.encode()
+    reply.body["request_id"] = request_id
+    return "application/json", JSON.encode(reply.body).encode()
+
+
+def respond(
+    start_response: Callable[..., Any],
+    reply: Reply,
+    content_type: str,
+    data: bytes,
+    request_id: str,
+) -> None:
+    headers = [
+        ("Content-Type", content_type),
+        ("Content-Length", str(len(data))),
+        ("Cache-Control", "no-store"),
+        ("X-Request-Id", request_id),
+        *reply.headers,
+    ]
+    if reply.state:
+        headers.append(("X-Timer-Status", reply.state))
+    start_response(STATUS_LINES[reply.status], headers)
+
+
+def access_line(
+    environ: dict[str, Any],
+    request_id: str,
+    handler: str,
+    name: str | None,
+    reply: Reply,
+    started: float,
+) -> str:
+    return (
+        f"{request_id} {environ['REQUEST_METHOD']} {handler} {name_hash(name)}"
+        f" {reply.status} {(time.perf_counter() - started) * 1000:.1f}ms"
+        f" {environ.get('REMOTE_ADDR', '-')}"
+    )
+
+
+class App:
+    """The WSGI application. The store and the clock are injected."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Callable[[], float] = time.time,
+        retention_days: int = 30,
+        access: Callable[[str], None] | None = None,
+    ) -> None:
+        self.store, self.clock = store, clock
+        self.retention = retention_days * 86400
+        self.access = access or (lambda line: access_log.info("%s", line))
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> list[bytes]:
+        started = time.perf_counter()
+        request_id = os.urandom(8).hex()
+        handler, name, reply = self.handle(environ, request_id)
+        content_type, data = encode(reply, request_id)
+        respond(start_response, reply, content_type, data, request_id)
+        self.access(access_line(environ, request_id, handler, name, reply, started))
+        return [b""] if environ["REQUEST_METHOD"] == "HEAD" else [data]
+
+    def handle(
+        self, environ: dict[str, Any], request_id: str
+    ) -> tuple[str, str | None, Reply]:
+        """Route and answer: (the handler's name, the timer's name, the reply).
+        Every error becomes its answer here."""
+        handler_name, name = "-", None
+        try:
+            handler, args = route(
+                environ["REQUEST_METHOD"],
+                environ.get("PATH_INFO") or "/",
+                environ.get("REQUEST_URI", ""),
+            )
+            handler_name, name = handler.__name__, args[0] if args else None
+            return handler_name, name, handler(self, self.request(environ), *args)
+        except HTTPError as e:
+            reply = e.reply()
+        except StoreUnavailable as e:
+            log.warning("request %s: store unavailable: %s", request_id, e)
+            reply = STORE_UNAVAILABLE.reply()
+        except Exception:
+            log.exception("request %s: unhandled error", request_id)
+            reply = HTTPError(500, "server error").reply()
+        return handler_name, name, reply
+
+    def request(self, environ: dict[str, Any]) -> Request:
+        query = environ.get("QUERY_STRING")
+        return Request(
+            environ["REQUEST_METHOD"],
+            round(self.clock() * 1000),  # read once per request
+            environ,
+            dict(parse_qsl(query, keep_blank_values=True)) if query else {},
+        )
+
+
+# -- stores --
+
+MISSES = "misses, miss_expired_at, miss_reset_at, miss_overdue"
+GET_SQL = f"SELECT start_ms, seconds, expires_at, {MISSES} FROM timers WHERE timer = ?"
+# One statement, so one transaction: the update's right-hand sides read the
+# row as it was, and RETURNING hands back the timer this put replaced.
+PUT_SQL = f"""
+    INSERT INTO timers (timer, start_ms, seconds, expires_at) VALUES (?, ?, ?, ?)
+    ON CONFLICT (timer) DO UPDATE SET
+        old_start_ms = start_ms, old_seconds = seconds, old_expires_at = expires_at,
+        start_ms = excluded.start_ms, seconds = excluded.seconds,
+        expires_at = excluded.expires_at
+    RETURNING old_start_ms, old_seconds, old_expires_at, {MISSES}
+"""
+DELETE_SQL = f"""
+    DELETE FROM timers WHERE timer = ?
+    RETURNING start_ms, seconds, expires_at, {MISSES}
+"""
+ADD_MISS_SQL = """
+    UPDATE timers SET misses = misses + 1, miss_expired_at = ?, miss_reset_at = ?,
+        miss_overdue = ?
+    WHERE timer = ? RETURNING misses
+"""
+CLEAR_MISSES_SQL = """
+    UPDATE timers SET misses = 0, miss_expired_at = NULL, miss_reset_at = NULL,
+        miss_overdue = NULL
+    WHERE timer = ?
+"""
+
+
+def from_row(name: str, row: tuple[Any, ...] | None) -> Timer | None:
+    if row is None or row[0] is None:
+        return None
+    miss = Miss(*row[4:7]) if row[4] is not None else None
+    return Timer(name, row[0], row[1], row[2], row[3], miss)
 
 
 class SqliteStore:
@@ -232,41 +817,6 @@ class SqliteStore:
         self._run(CLEAR_MISSES_SQL, (name,), write=True)
 
 
-MISSES = "misses, miss_expired_at, miss_reset_at, miss_overdue"
-GET_SQL = f"SELECT start_ms, seconds, expires_at, {MISSES} FROM timers WHERE timer = ?"
-# One statement, so one transaction: the update's right-hand sides read the
-# row as it was, and RETURNING hands back the timer this put replaced.
-PUT_SQL = f"""
-    INSERT INTO timers (timer, start_ms, seconds, expires_at) VALUES (?, ?, ?, ?)
-    ON CONFLICT (timer) DO UPDATE SET
-        old_start_ms = start_ms, old_seconds = seconds, old_expires_at = expires_at,
-        start_ms = excluded.start_ms, seconds = excluded.seconds,
-        expires_at = excluded.expires_at
-    RETURNING old_start_ms, old_seconds, old_expires_at, {MISSES}
-"""
-DELETE_SQL = f"""
-    DELETE FROM timers WHERE timer = ?
-    RETURNING start_ms, seconds, expires_at, {MISSES}
-"""
-ADD_MISS_SQL = """
-    UPDATE timers SET misses = misses + 1, miss_expired_at = ?, miss_reset_at = ?,
-        miss_overdue = ?
-    WHERE timer = ? RETURNING misses
-"""
-CLEAR_MISSES_SQL = """
-    UPDATE timers SET misses = 0, miss_expired_at = NULL, miss_reset_at = NULL,
-        miss_overdue = NULL
-    WHERE timer = ?
-"""
-
-
-def from_row(name: str, row: tuple[Any, ...] | None) -> Timer | None:
-    if row is None or row[0] is None:
-        return None
-    miss = Miss(*row[4:7]) if row[4] is not None else None
-    return Timer(name, row[0], row[1], row[2], row[3], miss)
-
-
 def dynamodb_client(region: str | None = None, pool: int = 10) -> Any:
     """One client for the whole process: creating one costs over 100 ms."""
     config = botocore.config.Config(
@@ -277,6 +827,30 @@ def dynamodb_client(region: str | None = None, pool: int = 10) -> Any:
         parameter_validation=False,
     )
     return boto3.session.Session().client("dynamodb", region_name=region, config=config)
+
+
+def error_code(e: Exception) -> str:
+    if isinstance(e, ClientError):
+        return e.response.get("Error", {}).get("Code", "ClientError")
+    return type(e).__name__
+
+
+def key(name: str) -> dict[str, dict[str, str]]:
+    return {"timer": {"S": name}}
+
+
+def from_item(name: str, item: dict[str, Any] | None) -> Timer | None:
+    if not item:
+        return None
+    miss = item.get("last_miss")
+    return Timer(
+        name,
+        int(Decimal(item["start_time"]["N"]) * 1000),
+        int(item["start_seconds"]["N"]),
+        int(item["expires_at"]["N"]) if "expires_at" in item else 2**62,
+        int(item["misses"]["N"]) if "misses" in item else 0,
+        Miss(**{k: int(v["N"]) for k, v in miss["M"].items()}) if miss else None,
+    )
 
 
 class DynamoStore:
@@ -369,28 +943,7 @@ class DynamoStore:
             log.warning("table %s: TTL not enabled (%s)", self.table, error_code(e))
 
 
-def error_code(e: Exception) -> str:
-    if isinstance(e, ClientError):
-        return e.response.get("Error", {}).get("Code", "ClientError")
-    return type(e).__name__
-
-
-def key(name: str) -> dict[str, dict[str, str]]:
-    return {"timer": {"S": name}}
-
-
-def from_item(name: str, item: dict[str, Any] | None) -> Timer | None:
-    if not item:
-        return None
-    miss = item.get("last_miss")
-    return Timer(
-        name,
-        int(Decimal(item["start_time"]["N"]) * 1000),
-        int(item["start_seconds"]["N"]),
-        int(item["expires_at"]["N"]) if "expires_at" in item else 2**62,
-        int(item["misses"]["N"]) if "misses" in item else 0,
-        Miss(**{k: int(v["N"]) for k, v in miss["M"].items()}) if miss else None,
-    )
+# -- breaker --
 
 
 class Breaker:
@@ -476,6 +1029,9 @@ class Breaker:
         self._call(self.store.clear_misses, name)
 
 
+# -- entry point --
+
+
 def make_store(config: Config) -> Store:
     if config.table_name:
         client = dynamodb_client(config.region, pool=config.threads + 2)
@@ -485,472 +1041,10 @@ def make_store(config: Config) -> Store:
     return Breaker(store, slots=max(1, config.threads - 2))
 
 
-def describe_store(config: Config) -> str:
+def store_label(config: Config) -> str:
     if config.table_name:
         return f"dynamodb table={config.table_name}"
     return f"sqlite path={config.sqlite_path}"
-
-
-# -- http --
-
-
-class HTTPError(Exception):
-    def __init__(
-        self, status: int, message: str, headers: Iterable[tuple[str, str]] = ()
-    ) -> None:
-        super().__init__(message)
-        self.status, self.message, self.headers = status, message, list(headers)
-
-
-@dataclass
-class Reply:
-    status: int
-    body: dict[str, Any] | str
-    state: str | None = None  # X-Timer-Status: running, expired, missed, never-set
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    content_type: str = "text/plain"  # of a str body; a dict is JSON
-
-
-class Request(NamedTuple):
-    method: str
-    now_ms: int
-    environ: dict[str, Any]
-    query: dict[str, str]
-
-
-def valid_name(name: str) -> str:
-    if not NAME.fullmatch(name):
-        raise HTTPError(400, BAD_NAME)
-    if name in RESERVED_NAMES:
-        raise HTTPError(400, "400: that timer name is reserved")
-    return name
-
-
-def parse_seconds(text: str) -> int:
-    match = SECONDS.fullmatch(text)
-    if not match:
-        raise HTTPError(
-            400,
-            "400: seconds must be 1 to 10 digits, optionally followed by one"
-            " unit s, m, h, d or w (90, 90s, 70m, 25h, 7d, 2w)",
-        )
-    seconds = int(match[1]) * UNITS[match[2]]
-    if seconds > MAX_SECONDS:
-        raise HTTPError(400, f"400: seconds must be at most {MAX_SECONDS} in all")
-    return seconds
-
-
-def parse_query(req: Request) -> tuple[str, int | None]:
-    """The view asked for (?format=) and the misses the poller has seen (?since=)."""
-    view = req.query.get("format", "json")
-    if view not in VIEWS:
-        raise HTTPError(400, "400: format must be json, svg, shields or text")
-    since = req.query.get("since")
-    if since is None:
-        return view, None
-    if not DIGITS.fullmatch(since):
-        raise HTTPError(400, "400: since must be a count of misses, 0 or more")
-    return view, int(since)
-
-
-# -- link unfurlers and prefetchers, whose GET of a set URL must set nothing --
-
-UNFURLERS = re.compile(
-    r"\b("
-    + "|".join(
-        map(
-            re.escape,
-            [
-                "Slackbot", "Slack-ImgProxy", "Twitterbot", "facebookexternalhit",
-                "Facebot", "Discordbot", "TelegramBot", "WhatsApp", "LinkedInBot",
-                "SkypeUriPreview", "MicrosoftPreview", "Googlebot",
-                "Google-PageRenderer", "AdsBot-Google", "bingbot", "BingPreview",
-                "Applebot", "DuckDuckBot", "YandexBot", "Baiduspider", "redditbot",
-                "Pinterestbot", "Embedly", "Iframely", "vkShare", "Mastodon",
-                "Snapchat", "Viber", "KakaoTalk-Scrap", "Mattermost-Bot",
-                "RocketChat", "Zulip", "Bytespider", "GPTBot", "ChatGPT-User",
-                "ClaudeBot", "PerplexityBot", "AhrefsBot", "SemrushBot", "MJ12bot",
-                "DotBot", "PetalBot", "SeznamBot", "ia_archiver",
-            ],
-        )
-    )
-    + r")",
-    re.IGNORECASE,
-)  # fmt: skip
-
-
-PURPOSE_HEADERS = ("HTTP_SEC_PURPOSE", "HTTP_PURPOSE", "HTTP_X_PURPOSE", "HTTP_X_MOZ")
-
-
-def ignored_because(environ: dict[str, Any]) -> str | None:
-    for header in PURPOSE_HEADERS:
-        purpose = environ.get(header, "").lower()
-        if "prefetch" in purpose or "preview" in purpose:
-            return "prefetch"
-    if match := UNFURLERS.search(environ.get("HTTP_USER_AGENT", "")):
-        return f"link preview ({match[1]})"
-    return None
-
-
-# -- views of a timer --
-
-
-def human(seconds: int) -> str:
-    """43m, 2h 5m, 3d: a duration for people."""
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m"
-    if seconds < 86400:
-        hours, minutes = divmod(seconds // 60, 60)
-        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
-    days, hours = divmod(seconds // 3600, 24)
-    return f"{days}d {hours}h" if hours else f"{days}d"
-
-
-def timer_state(timer: Timer | None, now_ms: int, since: int | None) -> str:
-    if timer is None:
-        return "never-set"
-    if timer.remaining(now_ms) <= 0:
-        return "expired"
-    if since is not None and timer.misses > since:
-        return "missed"
-    return "running"
-
-
-STATUSES = {"running": 200, "expired": 504, "missed": 504, "never-set": 404}
-
-
-def check_fields(timer: Timer, now_ms: int, status: str) -> dict[str, Any]:
-    """What a check, and a delete, say of a timer."""
-    return {
-        "timer": timer.name,
-        "status": status,
-        "now": now_ms // 1000,
-        **timer.describe(now_ms),
-        **timer.miss_fields(),
-    }
-
-
-def json_view(name: str, timer: Timer | None, now_ms: int, since: int | None) -> Reply:
-    state = timer_state(timer, now_ms, since)
-    if timer is None:
-        body = {"timer": name, "errorMessage": "404: timer has never been set"}
-    elif state == "running":
-        body = check_fields(timer, now_ms, "ok")
-        body["message"] = "Timer still running"
-    elif state == "missed":
-        body = check_fields(timer, now_ms, "missed")
-        body["message"] = "Timer expired and was reset since your last check"
-        body["errorMessage"] = "timer missed an expiry"
-    else:
-        body = check_fields(timer, now_ms, "expired")
-        body["message"] = "Timer timed out"
-        body["errorMessage"] = "timer timed out"
-    return Reply(STATUSES[state], body, state)
-
-
-def text_view(name: str, timer: Timer | None, now_ms: int, since: int | None) -> Reply:
-    state = timer_state(timer, now_ms, since)
-    if timer is None:
-        line = "never-set"
-    elif state == "expired":
-        line = f"expired {-timer.remaining(now_ms)}"
-    elif state == "missed":
-        line = f"missed {timer.misses} running {timer.remaining(now_ms)}"
-    else:
-        line = f"running {timer.remaining(now_ms)}"
-    return Reply(STATUSES[state], line + "\n", state)
-
-
-BADGE_COLORS = {  # shields.io's names and their SVG colours
-    "running": ("brightgreen", "#4c1"),
-    "expired": ("red", "#e05d44"),
-    "missed": ("yellow", "#dfb317"),
-    "never-set": ("lightgrey", "#9f9f9f"),
-    "unavailable": ("lightgrey", "#9f9f9f"),
-}
-
-
-def badge(timer: Timer | None, now_ms: int, since: int | None) -> tuple[str, str]:
-    """The badge's state and message. A badge has no poller to keep a count,
-    so any miss since `since` (default 0) shows."""
-    state = timer_state(timer, now_ms, since or 0)
-    if timer is None:
-        return state, "never set"
-    remaining = timer.remaining(now_ms)
-    if state == "expired":
-        return state, f"expired · {human(-remaining)} ago"
-    if state == "missed":
-        return state, f"missed {timer.misses - (since or 0)}× · running"
-    return state, f"running · {human(remaining)} left"
-
-
-def shields_view(
-    name: str, timer: Timer | None, now_ms: int, since: int | None
-) -> Reply:
-    state, message = badge(timer, now_ms, since)
-    color = BADGE_COLORS[state][0]
-    return shields_reply(name, message, color, timer_state(timer, now_ms, since))
-
-
-def shields_reply(name: str, message: str, color: str, state: str | None) -> Reply:
-    """Only the keys shields.io's endpoint schema knows: no request_id."""
-    body = {"schemaVersion": 1, "label": name, "message": message, "color": color}
-    return Reply(200, JSON.encode(body), state, [], "application/json")
-
-
-def svg_view(name: str, timer: Timer | None, now_ms: int, since: int | None) -> Reply:
-    state, message = badge(timer, now_ms, since)
-    svg = svg_badge(name, message, BADGE_COLORS[state][1])
-    return Reply(200, svg, timer_state(timer, now_ms, since), [], "image/svg+xml")
-
-
-# Verdana 11px, as shields.io draws badges; other characters count as 7.
-CHAR_WIDTHS = {c: 3 for c in "ijl.,:;'!|"} | {c: 4 for c in "frt -()[]·"}
-CHAR_WIDTHS |= {c: 10 for c in "mwMW%"} | {"×": 8}
-
-
-def text_width(text: str) -> int:
-    return sum(CHAR_WIDTHS.get(c, 7) for c in text)
-
-
-def svg_badge(label: str, message: str, color: str) -> str:
-    left, right = text_width(label) + 12, text_width(message) + 12
-    width = left + right
-    label, message = html.escape(label), html.escape(message)
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="20"'
-        f' role="img" aria-label="{label}: {message}"><title>{label}: {message}</title>'
-        '<linearGradient id="s" x2="0" y2="100%"><stop offset="0" stop-color="#bbb"'
-        ' stop-opacity=".1"/><stop offset="1" stop-opacity=".1"/></linearGradient>'
-        f'<clipPath id="r"><rect width="{width}" height="20" rx="3" fill="#fff"/>'
-        f'</clipPath><g clip-path="url(#r)"><rect width="{left}" height="20"'
-        f' fill="#555"/><rect x="{left}" width="{right}" height="20" fill="{color}"/>'
-        f'<rect width="{width}" height="20" fill="url(#s)"/></g><g fill="#fff"'
-        ' text-anchor="middle" font-family="Verdana,Geneva,DejaVu Sans,sans-serif"'
-        ' font-size="11">'
-        f'<text x="{left / 2}" y="15" fill="#010101" fill-opacity=".3">{label}</text>'
-        f'<text x="{left / 2}" y="14">{label}</text>'
-        f'<text x="{left + right / 2}" y="15" fill="#010101" fill-opacity=".3">'
-        f"{message}</text>"
-        f'<text x="{left + right / 2}" y="14">{message}</text></g></svg>'
-    )
-
-
-VIEWS: dict[str, Callable[[str, Timer | None, int, int | None], Reply]] = {
-    "json": json_view,
-    "text": text_view,
-    "shields": shields_view,
-    "svg": svg_view,
-}
-
-
-def unavailable_view(view: str, name: str) -> Reply:
-    """A badge still draws when the store is down (image proxies drop 5xx)."""
-    if view == "svg":
-        svg = svg_badge(name, "unavailable", BADGE_COLORS["unavailable"][1])
-        return Reply(200, svg, None, [], "image/svg+xml")
-    if view == "shields":
-        color = BADGE_COLORS["unavailable"][0]
-        return shields_reply(name, "unavailable", color, None)
-    return Reply(503, "unavailable\n", None, [("Retry-After", "5")])
-
-
-# -- handlers --
-
-
-def health(app: App, req: Request) -> Reply:
-    return Reply(200, "OK")
-
-
-def robots(app: App, req: Request) -> Reply:
-    return Reply(200, "User-agent: *\nDisallow: /\n")
-
-
-def check_timer(app: App, req: Request, name: str) -> Reply:
-    view, since = parse_query(req)
-    try:
-        timer = app.live(app.store.get(valid_name(name)), req.now_ms)
-    except StoreUnavailable as e:
-        if view == "json":
-            raise
-        log.warning("store unavailable: %s", e)
-        return unavailable_view(view, name)
-    return VIEWS[view](name, timer, req.now_ms, since)
-
-
-def peek_timer(app: App, req: Request, name: str, seconds: str) -> Reply:
-    """HEAD of a set URL: link checkers send it, so it must set nothing."""
-    valid_name(name)
-    parse_seconds(seconds)
-    return check_timer(app, req, name)
-
-
-def set_timer(app: App, req: Request, name: str, seconds: str) -> Reply:
-    name, count, now = valid_name(name), parse_seconds(seconds), req.now_ms
-    if req.method == "GET" and (reason := ignored_because(req.environ)):
-        reply = check_timer(app, req, name)
-        reply.headers.append(("X-Timer-Ignored", reason))
-        return reply
-    timer = Timer(name, now, count, now // 1000 + count + app.retention)
-    stored = app.store.put(timer)
-    old = app.live(stored, now)
-    ended_miss = False
-    if old is None:
-        if stored and stored.misses:  # forgotten, so its misses go too
-            app.store.clear_misses(name)
-    elif old.remaining(now) <= 0:
-        expired_ms = old.start_ms + old.seconds * 1000
-        miss = Miss(expired_ms // 1000, now // 1000, (now - expired_ms) // 1000)
-        timer = timer._replace(misses=app.store.add_miss(name, miss), last_miss=miss)
-        ended_miss = True
-    else:
-        timer = timer._replace(misses=old.misses, last_miss=old.last_miss)
-    body = {
-        "timer": name,
-        "status": "ok",
-        "now": now // 1000,
-        "message": "Timer countdown updated",
-        "new_start_time": now // 1000,
-        "new_start_seconds": count,
-    }
-    if old:
-        body.update(old.describe(now))
-    body.update(timer.miss_fields())
-    body["ended_miss"] = ended_miss
-    return Reply(200, body, timer_state(timer, now, None))
-
-
-def delete_timer(app: App, req: Request, name: str) -> Reply:
-    timer = app.live(app.store.delete(valid_name(name)), req.now_ms)
-    if timer is None:
-        return json_view(name, None, req.now_ms, None)
-    state = timer_state(timer, req.now_ms, None)
-    body = check_fields(timer, req.now_ms, "ok" if state == "running" else state)
-    body["message"] = "Timer deleted"
-    return Reply(200, body, state)
-
-
-ROUTES: list[tuple[re.Pattern[str], dict[str, Callable[..., Reply]]]] = [
-    (re.compile(r"/"), {"GET": health, "HEAD": health}),
-    (re.compile(r"/robots\.txt"), {"GET": robots, "HEAD": robots}),
-    (
-        re.compile(r"/([^/]*)"),
-        {"GET": check_timer, "HEAD": check_timer, "DELETE": delete_timer},
-    ),
-    (
-        re.compile(r"/([^/]*)/([^/]*)"),
-        {"GET": set_timer, "HEAD": peek_timer, "POST": set_timer, "PUT": set_timer},
-    ),
-]
-STATUS_LINES = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
-JSON = json.JSONEncoder(separators=(",", ":"))
-
-
-class App:
-    """The WSGI application. The store and the clock are injected."""
-
-    def __init__(
-        self,
-        store: Store,
-        clock: Callable[[], float] = time.time,
-        retention_days: int = 30,
-        access: Callable[[str], None] | None = None,
-    ) -> None:
-        self.store, self.clock = store, clock
-        self.retention = retention_days * 86400
-        self.access = access or (lambda line: access_log.info("%s", line))
-
-    def live(self, timer: Timer | None, now_ms: int) -> Timer | None:
-        """The timer, unless its retention has run out (the TTL may lag)."""
-        if timer is None or now_ms >= timer.expires_at * 1000:
-            return None
-        return timer
-
-    def __call__(
-        self, environ: dict[str, Any], start_response: Callable[..., Any]
-    ) -> list[bytes]:
-        started = time.perf_counter()
-        request_id = os.urandom(8).hex()
-        method = environ["REQUEST_METHOD"]
-        handler_name, name = "-", None
-        try:
-            handler, args = route(
-                method, environ.get("PATH_INFO") or "/", environ.get("REQUEST_URI", "")
-            )
-            handler_name, name = handler.__name__, args[0] if args else None
-            query = environ.get("QUERY_STRING")
-            request = Request(
-                method,
-                round(self.clock() * 1000),
-                environ,
-                dict(parse_qsl(query, keep_blank_values=True)) if query else {},
-            )
-            reply = handler(self, request, *args)
-        except HTTPError as e:
-            reply = Reply(e.status, {"errorMessage": e.message}, headers=e.headers)
-        except StoreUnavailable as e:
-            log.warning("request %s: store unavailable: %s", request_id, e)
-            reply = Reply(
-                503,
-                {"errorMessage": "503: timer store unavailable"},
-                headers=[("Retry-After", "5")],
-            )
-        except Exception:
-            log.exception("request %s: unhandled error", request_id)
-            reply = Reply(500, {"errorMessage": "500: server error"})
-        if isinstance(reply.body, str):
-            content_type, data = reply.content_type, reply.body.encode()
-        else:
-            reply.body["request_id"] = request_id
-            content_type = "application/json"
-            data = JSON.encode(reply.body).encode()
-        headers = [
-            ("Content-Type", content_type),
-            ("Content-Length", str(len(data))),
-            ("Cache-Control", "no-store"),
-            ("X-Request-Id", request_id),
-            *reply.headers,
-        ]
-        if reply.state:
-            headers.append(("X-Timer-Status", reply.state))
-        start_response(STATUS_LINES[reply.status], headers)
-        self.access(
-            f"{request_id} {method} {handler_name} {name_hash(name)} {reply.status}"
-            f" {(time.perf_counter() - started) * 1000:.1f}ms"
-            f" {environ.get('REMOTE_ADDR', '-')}"
-        )
-        return [b""] if method == "HEAD" else [data]
-
-
-def route(
-    method: str, path: str, raw_target: str
-) -> tuple[Callable[..., Reply], tuple[str, ...]]:
-    """The handler for a request and the parts of the path it takes."""
-    # waitress decodes %2F before the app sees the path, drops tabs from it,
-    # and reads //x/5 as host x, path /5: a name must not turn into two path
-    # segments or into another name.
-    raw_path = raw_target.partition("?")[0]
-    if raw_path.startswith("//"):
-        raise HTTPError(400, BAD_PATH)
-    if "%2f" in raw_path.lower() or CONTROL.search(raw_path):
-        raise HTTPError(400, BAD_NAME)
-    for pattern, methods in ROUTES:
-        if match := pattern.fullmatch(path):
-            if method not in methods:
-                allow = ", ".join(methods)
-                raise HTTPError(405, "405: method not allowed", [("Allow", allow)])
-            return methods[method], match.groups()
-    raise HTTPError(400, BAD_PATH)
-
-
-def name_hash(name: str | None) -> str:
-    """Logs name a timer by a short hash: anyone who knows a name can reset it."""
-    return hashlib.blake2b(name.encode(), digest_size=4).hexdigest() if name else "-"
-
-
-# -- entry point --
 
 
 def server_options(config: Config) -> dict[str, Any]:
@@ -994,27 +1088,6 @@ def access_writer(stream: Any) -> Callable[[str], None]:
     return write
 
 
-def serve(config: Config) -> None:
-    store = make_store(config)
-    app = App(
-        store, retention_days=config.retention_days, access=access_writer(sys.stdout)
-    )
-    server = waitress.create_server(app, **server_options(config))
-    signal.signal(signal.SIGTERM, stop)
-    log.info(
-        "timercheck serving on http://%s:%s with %s",
-        server.effective_host,
-        server.effective_port,
-        describe_store(config),
-    )
-    threading.Thread(target=probe, args=(store,), daemon=True).start()
-    try:
-        server.run()  # returns on SystemExit, having closed the sockets
-    finally:
-        server.task_dispatcher.shutdown(timeout=5)
-    log.info("timercheck stopped")
-
-
 def probe(store: Store) -> None:
     """Say at start whether the store answers; serve either way (503s till it does)."""
     try:
@@ -1028,6 +1101,27 @@ def probe(store: Store) -> None:
 def stop(signum: int, frame: object) -> None:
     # As PID 1 in a container, waitress would ignore SIGTERM.
     raise SystemExit(0)
+
+
+def serve(config: Config) -> None:
+    store = make_store(config)
+    app = App(
+        store, retention_days=config.retention_days, access=access_writer(sys.stdout)
+    )
+    server = waitress.create_server(app, **server_options(config))
+    signal.signal(signal.SIGTERM, stop)
+    log.info(
+        "timercheck serving on http://%s:%s with %s",
+        server.effective_host,
+        server.effective_port,
+        store_label(config),
+    )
+    threading.Thread(target=probe, args=(store,), daemon=True).start()
+    try:
+        server.run()  # returns on SystemExit, having closed the sockets
+    finally:
+        server.task_dispatcher.shutdown(timeout=5)
+    log.info("timercheck stopped")
 
 
 def main(argv: list[str] | None = None) -> int:
