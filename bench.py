@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.support import free_port
+
 ROOT = Path(__file__).parent
 CONNECTIONS = 16
 ROUTES = {"health": "/", "check": "/bench-check", "set": "/bench-set/600"}
@@ -54,12 +56,6 @@ def serve_bare() -> None:
 
 
 # -- servers --
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def pinned(core: int, args: list[str]) -> list[str]:

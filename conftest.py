@@ -1,28 +1,16 @@
-"""Fixtures shared by the test files: a fake clock, fake AWS, both stores."""
+"""Fixtures for every test file: a fake clock, fake AWS, both stores, an app.
+The fakes live in tests/fakes.py, the servers and clients in tests/support.py."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import pytest
 from moto import mock_aws
 from webtest import TestApp
 
+from fakes import FakeClock
 from timercheck import App, DynamoStore, SqliteStore, Store, dynamodb_client
-
-START = 1_700_000_000.0
-
-
-class FakeClock:
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture
@@ -59,10 +47,3 @@ def store(request: pytest.FixtureRequest, tmp_path: object) -> Store:
 @pytest.fixture
 def app(store: Store, clock: FakeClock) -> TestApp:
     return TestApp(App(store, clock))
-
-
-@pytest.fixture
-def unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

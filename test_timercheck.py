@@ -8,15 +8,21 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from botocore.awsrequest import AWSResponse
 from webtest import TestApp
 
-from conftest import START, FakeClock
+from fakes import (
+    START,
+    FailingStore,
+    FakeClock,
+    StuckStore,
+    failing_responses,
+    record_calls,
+)
+from support import free_port
 from timercheck import (
     App,
     Breaker,
@@ -60,20 +66,8 @@ def test_health_is_ok_text(app: TestApp, method: str) -> None:
     assert "X-Timer-Status" not in response.headers
 
 
-class BrokenStore:
-    def __init__(self, error: Exception) -> None:
-        self.error = error
-        self.calls = 0
-
-    def get(self, *args: Any) -> Timer | None:
-        self.calls += 1
-        raise self.error
-
-    put = delete = add_miss = clear_misses = get  # type: ignore[assignment]
-
-
 def test_health_never_touches_the_store(clock: FakeClock) -> None:
-    store = BrokenStore(StoreUnavailable("down"))
+    store = FailingStore(StoreUnavailable("down"))
     app = TestApp(App(store, clock))
     assert app.get("/").text == "OK"
     assert app.head("/").status_int == 200
@@ -179,8 +173,11 @@ def test_expired_timer_stays_expired(app: TestApp, clock: FakeClock) -> None:
     assert response.json["seconds_elapsed"] == 61
 
 
-def test_start_is_kept_to_the_millisecond(app: TestApp, clock: FakeClock) -> None:
-    clock.advance(0.6)
+@pytest.mark.parametrize("millis", [0.005, 0.05, 0.6, 0.999])
+def test_start_is_kept_to_the_millisecond(
+    app: TestApp, clock: FakeClock, millis: float
+) -> None:
+    clock.advance(millis)
     app.get("/job/10")
     clock.advance(9.999)
     running = app.get("/job").json
@@ -189,6 +186,18 @@ def test_start_is_kept_to_the_millisecond(app: TestApp, clock: FakeClock) -> Non
     response = app.get("/job", status=504)
     assert response.json["start_time"] == T0
     assert response.json["now"] == T0 + 10
+
+
+def test_a_clock_behind_the_start_reads_as_no_time_elapsed(
+    app: TestApp, clock: FakeClock
+) -> None:
+    """Another task, whose clock is a little behind, checks the timer."""
+    clock.advance(10)
+    app.get("/job/60")
+    clock.advance(-3)
+    answer = app.get("/job").json
+    assert (answer["seconds_elapsed"], answer["seconds_remaining"]) == (0, 60)
+    assert answer["start_time"] == T0 + 10
 
 
 def test_zero_seconds_expires_at_once(app: TestApp) -> None:
@@ -496,28 +505,6 @@ def test_other_methods_are_405(
 # -- store faults --
 
 
-def failing_responses(client: Any, status: int, code: str, message: str) -> list[int]:
-    """Make every DynamoDB request get this error, through botocore's retries."""
-    sent: list[int] = []
-
-    class Raw(io.BytesIO):
-        def stream(self, **kwargs: Any) -> Iterator[bytes]:
-            yield self.getvalue()
-
-    def answer(request: Any, **kwargs: Any) -> AWSResponse:
-        sent.append(1)
-        body = f'{{"__type":"com.amazonaws.dynamodb.v20120810#{code}",'
-        body += f'"message":"{message}"}}'
-        headers = {
-            "x-amzn-RequestId": "r",
-            "Content-Type": "application/x-amz-json-1.0",
-        }
-        return AWSResponse(request.url, status, headers, Raw(body.encode()))
-
-    client.meta.events.register("before-send.dynamodb", answer)
-    return sent
-
-
 TIMER_REQUESTS = [
     ("GET", "/job"),
     ("HEAD", "/job"),
@@ -543,26 +530,25 @@ def assert_unavailable(app: TestApp) -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "code"),
-    [
-        (400, "ThrottlingException"),
-        (400, "ProvisionedThroughputExceededException"),
-        (500, "InternalServerError"),
-        (503, "ServiceUnavailable"),
-        (400, "ExpiredTokenException"),
-        (403, "AccessDeniedException"),
-        (400, "UnrecognizedClientException"),
+    ("status", "code", "attempts"),
+    [  # botocore retries throttling and 5xx once more (2 attempts in all)
+        (400, "ThrottlingException", 2),
+        (400, "ProvisionedThroughputExceededException", 2),
+        (500, "InternalServerError", 2),
+        (503, "ServiceUnavailable", 2),
+        (400, "ExpiredTokenException", 1),
+        (403, "AccessDeniedException", 1),
+        (400, "UnrecognizedClientException", 1),
     ],
 )
 def test_dynamodb_errors_are_503(
-    dynamo: DynamoStore, clock: FakeClock, status: int, code: str
+    dynamo: DynamoStore, clock: FakeClock, status: int, code: str, attempts: int
 ) -> None:
     sent = failing_responses(dynamo.client, status, code, "secret detail")
     app = TestApp(App(dynamo, clock))
     assert_unavailable(app)
     assert "secret detail" not in app.get("/job", status=503).text
-    retried = status >= 500 or "Throughput" in code or "Throttling" in code
-    assert len(sent) == (len(TIMER_REQUESTS) + 1) * (2 if retried else 1)
+    assert len(sent) == (len(TIMER_REQUESTS) + 1) * attempts
 
 
 def test_missing_dynamodb_table_is_503_never_404(
@@ -575,13 +561,13 @@ def test_missing_dynamodb_table_is_503_never_404(
 
 
 def test_unreachable_dynamodb_is_503_quickly(
-    monkeypatch: pytest.MonkeyPatch, clock: FakeClock, unused_port: int
+    monkeypatch: pytest.MonkeyPatch, clock: FakeClock
 ) -> None:
     from timercheck import dynamodb_client
 
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(name, "testing")
-    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://127.0.0.1:{unused_port}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://127.0.0.1:{free_port()}")
     store = DynamoStore("timers", dynamodb_client("us-east-1"))
     app = TestApp(App(store, clock))
     started = time.monotonic()
@@ -625,7 +611,7 @@ def test_a_file_that_is_not_a_database_is_503(tmp_path: Any, clock: FakeClock) -
 def test_unexpected_errors_are_a_bland_500_with_the_traceback_logged(
     clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = TestApp(App(BrokenStore(KeyError("/secret/path.py")), clock))
+    app = TestApp(App(FailingStore(KeyError("/secret/path.py")), clock))
     response = app.get("/job", status=500)
     assert response.json["errorMessage"] == "500: server error"
     assert "secret" not in response.text and "Traceback" not in response.text
@@ -638,22 +624,8 @@ def test_unexpected_errors_are_a_bland_500_with_the_traceback_logged(
 # -- the circuit breaker --
 
 
-class FlakyStore:
-    def __init__(self) -> None:
-        self.down = True
-        self.calls = 0
-
-    def get(self, *args: Any) -> Timer | None:
-        self.calls += 1
-        if self.down:
-            raise StoreUnavailable("down")
-        return None
-
-    put = delete = add_miss = clear_misses = get  # type: ignore[assignment]
-
-
 def test_breaker_fails_fast_while_the_store_is_down_then_probes() -> None:
-    store, clock = FlakyStore(), FakeClock(0)
+    store, clock = FailingStore(), FakeClock(0)
     breaker = Breaker(store, failures=3, pause=2.0, clock=clock)
     for _ in range(10):
         with pytest.raises(StoreUnavailable):
@@ -674,7 +646,7 @@ def test_breaker_fails_fast_while_the_store_is_down_then_probes() -> None:
 
 
 def test_breaker_counts_only_failures_in_a_row() -> None:
-    store, clock = FlakyStore(), FakeClock(0)
+    store, clock = FailingStore(), FakeClock(0)
     breaker = Breaker(store, failures=3, clock=clock)
     for _ in range(5):
         for down in (True, True, False):
@@ -684,21 +656,6 @@ def test_breaker_counts_only_failures_in_a_row() -> None:
             except StoreUnavailable:
                 pass
     assert store.calls == 15
-
-
-class StuckStore:
-    """A store whose calls wait until the test lets them go."""
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.calls = 0
-
-    def get(self, *args: Any) -> Timer | None:
-        self.calls += 1
-        self.release.wait(10)
-        return None
-
-    put = delete = add_miss = clear_misses = get  # type: ignore[assignment]
 
 
 def start_stuck_calls(breaker: Breaker, store: StuckStore, count: int) -> list[Any]:
@@ -744,22 +701,13 @@ def test_breaker_keeps_threads_free_for_other_requests() -> None:
 
 
 def test_store_down_answers_503_and_health_stays_up(clock: FakeClock) -> None:
-    store = FlakyStore()
+    store = FailingStore()
     app = TestApp(App(Breaker(store, clock=FakeClock(0)), clock))
     assert_unavailable(app)
     assert store.calls == 3
 
 
 # -- DynamoDB specifics --
-
-
-def record_calls(client: Any) -> list[tuple[str, dict[str, Any]]]:
-    calls: list[tuple[str, dict[str, Any]]] = []
-    client.meta.events.register(
-        "provide-client-params.dynamodb",
-        lambda params, model, **kw: calls.append((model.name, dict(params))),
-    )
-    return calls
 
 
 def test_each_operation_is_one_dynamodb_request(
@@ -798,6 +746,23 @@ def test_dynamodb_item_has_the_documented_attributes(
         "start_seconds": {"N": "4200"},
         "expires_at": {"N": str(T0 + 4200 + 30 * 86400)},
     }
+
+
+def test_an_item_without_expires_at_is_kept(
+    dynamo: DynamoStore, clock: FakeClock
+) -> None:
+    """Items written before expires_at existed, or by hand, never expire."""
+    dynamo.client.put_item(
+        TableName="timers",
+        Item={
+            "timer": {"S": "old"},
+            "start_time": {"N": str(T0)},
+            "start_seconds": {"N": "60"},
+        },
+    )
+    clock.advance(86400 * 400)
+    answer = TestApp(App(dynamo, clock)).get("/old", status=504).json
+    assert answer["start_time"] == T0 and answer["status"] == "expired"
 
 
 def test_create_table_sets_ttl_and_can_run_twice(dynamo: DynamoStore) -> None:
@@ -858,7 +823,7 @@ def test_start_up_probe_says_whether_the_store_answers(
 ) -> None:
     caplog.set_level(logging.INFO, "timercheck")
     probe(store)
-    probe(BrokenStore(StoreUnavailable("sqlite: unable to open database file")))
+    probe(FailingStore(StoreUnavailable("sqlite: unable to open database file")))
     messages = [(r.levelno, r.getMessage()) for r in caplog.records]
     assert messages == [
         (logging.INFO, "the timer store answers"),

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-ROOT = Path(__file__).parent
+from support import ROOT
 
 
 def readme_commands() -> list[str]:

@@ -40,8 +40,10 @@ from cfnlint.api import ManualArgs, lint
 from webtest import TestApp
 
 import timercheck
+from fakes import record_calls
 from support import (
     FAKE_AWS,
+    ROOT,
     Process,
     call,
     create_table,
@@ -52,7 +54,6 @@ from support import (
     service,
 )
 
-ROOT = Path(__file__).parent
 FILES = (
     "mu.yml",
     "extensions/service-ecs.yml",
@@ -900,11 +901,7 @@ def test_table_matches_the_one_the_service_creates(fake_aws: None) -> None:
 
 
 def recorded_dynamodb_actions(store: timercheck.DynamoStore) -> set[str]:
-    actions: set[str] = set()
-    store.client.meta.events.register(
-        "provide-client-params.dynamodb",
-        lambda params, model, **kw: actions.add(f"dynamodb:{model.name}"),
-    )
+    calls = record_calls(store.client)
     app = TestApp(timercheck.App(store))
     for method, path in [
         ("GET", "/job/60"),
@@ -916,7 +913,7 @@ def recorded_dynamodb_actions(store: timercheck.DynamoStore) -> set[str]:
         ("DELETE", "/job"),
     ]:
         app.request(path, method=method, status="*")
-    return actions
+    return {f"dynamodb:{operation}" for operation, _ in calls}
 
 
 def test_task_role_may_do_exactly_what_the_service_does(fake_aws: None) -> None:

@@ -17,7 +17,7 @@ import pytest
 import waitress
 import yaml
 
-from support import ROOT, create_table, dynamo_env, moto_server, service
+from support import ROOT, create_table, dynamo_env, free_port, moto_server, service
 from timercheck import App, SqliteStore
 
 Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Any]
@@ -143,8 +143,8 @@ def test_smoke_fails_with_the_reason_against_a_broken_server(
         assert rows.fetchall() == [], "the smoke test left its timer behind"
 
 
-def test_smoke_fails_fast_when_nothing_listens(unused_port: int) -> None:
-    code, output = smoke(f"http://127.0.0.1:{unused_port}")
+def test_smoke_fails_fast_when_nothing_listens() -> None:
+    code, output = smoke(f"http://127.0.0.1:{free_port()}")
     assert code == 1 and output.startswith("FAIL GET / is 200 OK"), output
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from webtest import TestApp
 
-from conftest import START, FakeClock
-from timercheck import App, DynamoStore, human, text_width
+from fakes import START, FailingStore, FakeClock, record_calls
+from timercheck import App, DynamoStore, human
 
 T0 = int(START)
 
@@ -103,6 +103,68 @@ def test_bad_since_is_400(app: TestApp, since: str) -> None:
     assert "since" in app.get(f"/job?since={since}", status=400).json["errorMessage"]
 
 
+def test_a_reset_in_time_keeps_the_last_miss(app: TestApp, clock: FakeClock) -> None:
+    app.get("/job/60")
+    clock.advance(70)
+    app.get("/job/60")
+    clock.advance(30)
+    answer = app.get("/job/60").json
+    last_miss = {"expired_at": T0 + 60, "reset_at": T0 + 70, "overdue_seconds": 10}
+    assert (answer["misses"], answer["last_miss"]) == (1, last_miss)
+    assert app.get("/job").json["last_miss"] == last_miss
+
+
+class DeletedBeforeTheMissIsCounted:
+    """A store on which another request deletes the timer between the reset
+    and the count of its miss."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def add_miss(self, name: str, miss: Any) -> int:
+        self.store.delete(name)
+        return self.store.add_miss(name, miss)
+
+
+def test_a_timer_deleted_while_its_miss_is_counted_still_sets(
+    store: Any, clock: FakeClock
+) -> None:
+    app = TestApp(App(DeletedBeforeTheMissIsCounted(store), clock))
+    app.get("/job/60")
+    clock.advance(60)
+    answer = app.get("/job/60").json
+    assert (answer["status"], answer["ended_miss"], answer["misses"]) == ("ok", True, 0)
+
+
+def test_misses_counted_at_once_are_each_counted(store: Any) -> None:
+    """Threads released together by a barrier, round after round."""
+    from timercheck import Miss, Timer
+
+    threads, rounds = 8, 10
+    store.put(Timer("race", 0, 1, 2**40))
+    barrier = threading.Barrier(threads)
+    errors: list[Exception] = []
+
+    def count() -> None:
+        try:
+            for _ in range(rounds):
+                barrier.wait(10)
+                store.add_miss("race", Miss(1, 2, 1))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    workers = [threading.Thread(target=count) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert errors == []
+    assert store.get("race").misses == threads * rounds
+
+
 def test_racing_resets_lose_no_miss(store: Any, clock: FakeClock) -> None:
     """Every reset of an expired 0-second timer is a miss; two threads racing
     their resets must count each one."""
@@ -110,9 +172,12 @@ def test_racing_resets_lose_no_miss(store: Any, clock: FakeClock) -> None:
     TestApp(app).get("/race/0")
     errors: list[Exception] = []
 
+    barrier = threading.Barrier(2)
+
     def resets() -> None:
         client = TestApp(app)
         try:
+            barrier.wait(10)
             for _ in range(25):
                 client.get("/race/0")
         except Exception as e:  # noqa: BLE001 - reported below
@@ -130,22 +195,18 @@ def test_racing_resets_lose_no_miss(store: Any, clock: FakeClock) -> None:
 def test_a_miss_costs_one_more_write_and_a_reset_one(
     dynamo: DynamoStore, clock: FakeClock
 ) -> None:
-    operations: list[str] = []
-    dynamo.client.meta.events.register(
-        "provide-client-params.dynamodb",
-        lambda params, model, **kw: operations.append(model.name),
-    )
+    calls = record_calls(dynamo.client)
     app = TestApp(App(dynamo, clock))
     app.get("/job/60")
     app.get("/job/60")
-    assert operations == ["UpdateItem", "UpdateItem"]
+    assert [operation for operation, _ in calls] == ["UpdateItem", "UpdateItem"]
     clock.advance(60)
-    operations.clear()
+    calls.clear()
     app.get("/job/60")
-    assert operations == ["UpdateItem", "UpdateItem"]
-    operations.clear()
+    assert [operation for operation, _ in calls] == ["UpdateItem", "UpdateItem"]
+    calls.clear()
     app.get("/job")
-    assert operations == ["GetItem"]
+    assert [operation for operation, _ in calls] == ["GetItem"]
 
 
 # -- prefetchers and link unfurlers --
@@ -179,7 +240,7 @@ TOOLS = [
 ]
 
 
-@pytest.mark.parametrize("agent", UNFURLERS)
+@pytest.mark.parametrize("agent", [*UNFURLERS, "slackbot 1.0", "TWITTERBOT/1.0"])
 def test_link_unfurlers_never_reset(app: TestApp, clock: FakeClock, agent: str) -> None:
     app.get("/job/60")
     clock.advance(60)
@@ -238,15 +299,16 @@ def texts(svg: ET.Element) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("setup", "path", "state", "message", "color"),
+    ("setup", "path", "state", "message", "color", "width"),
     [
-        ([], "/job?format=svg", "never-set", "never set", "#9f9f9f"),
+        ([], "/job?format=svg", "never-set", "never set", "#9f9f9f", 95),
         (
             [("/job/2580", 0)],
             "/job?format=svg",
             "running",
             "running · 43m left",
             "#4c1",
+            141,
         ),
         (
             [("/job/60", 7560)],
@@ -254,6 +316,7 @@ def texts(svg: ET.Element) -> list[str]:
             "expired",
             "expired · 2h 5m ago",
             "#e05d44",
+            155,
         ),
         (
             [("/job/60", 70), ("/job/86400", 0)],
@@ -261,6 +324,15 @@ def texts(svg: ET.Element) -> list[str]:
             "running",
             "missed 1× · running",
             "#dfb317",
+            155,
+        ),
+        (
+            [("/job/60", 70), ("/job/60", 70), ("/job/60", 70), ("/job/86400", 0)],
+            "/job?format=svg&since=1",
+            "missed",
+            "missed 2× · running",
+            "#dfb317",
+            155,
         ),
         (
             [("/job/60", 70), ("/job/86400", 0)],
@@ -268,6 +340,7 @@ def texts(svg: ET.Element) -> list[str]:
             "running",
             "running · 1d left",
             "#4c1",
+            131,
         ),
     ],
 )
@@ -279,6 +352,7 @@ def test_svg_badge(
     state: str,
     message: str,
     color: str,
+    width: int,
 ) -> None:
     for set_path, then in setup:
         app.get(set_path)
@@ -287,8 +361,7 @@ def test_svg_badge(
     assert answer.headers["X-Timer-Status"] == state
     assert texts(svg) == ["job", "job", message, message]
     assert color in answer.text
-    width = int(svg.get("width"))
-    assert width >= text_width("job") + text_width(message) + 20
+    assert svg.get("width") == str(width)
 
 
 def test_badge_width_grows_with_the_text(app: TestApp) -> None:
@@ -354,14 +427,13 @@ def test_unknown_format_is_400(app: TestApp) -> None:
 
 
 def test_badge_when_the_store_is_down(clock: FakeClock) -> None:
-    from test_timercheck import BrokenStore
-    from timercheck import StoreUnavailable
-
-    app = TestApp(App(BrokenStore(StoreUnavailable("down")), clock))
+    app = TestApp(App(FailingStore(), clock))
     answer = app.get("/job?format=svg")
     assert "unavailable" in answer.text
     assert "X-Timer-Status" not in answer.headers
-    assert app.get("/job?format=text", status=503).text.startswith("unavailable")
+    text = app.get("/job?format=text", status=503)
+    assert text.text == "unavailable\n"
+    assert text.headers["Retry-After"] == "5"
 
 
 @pytest.mark.parametrize(

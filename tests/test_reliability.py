@@ -338,17 +338,6 @@ def test_sqlite_locked_by_another_process_is_503(tmp_path: Path) -> None:
         assert call(server.port, "GET", "/job/90").status == 200
 
 
-def test_read_only_sqlite_is_503(tmp_path: Path) -> None:
-    path = tmp_path / "t.db"
-    with service({"TIMERCHECK_DB": str(path)}) as first:
-        call(first.port, "GET", "/job/60")
-    with service({"TIMERCHECK_DB": f"file:{path}?mode=ro"}) as server:
-        assert call(server.port, "GET", "/job").status == 200
-        answer = call(server.port, "GET", "/job/60")
-        assert answer.status == 503
-        assert_unavailable_body(answer.body)
-
-
 # -- hostile input over raw sockets --
 
 

@@ -1,0 +1,92 @@
+"""Stand-ins the tests inject: a clock, stores that fail or hang, and
+botocore hooks that record or answer DynamoDB requests in place of the wire."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from botocore.awsrequest import AWSResponse
+
+from timercheck import StoreUnavailable, Timer
+
+START = 1_700_000_000.0
+
+
+class FakeClock:
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class FailingStore:
+    """A store whose every call raises `error` while `down`, and answers
+    nothing otherwise."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error or StoreUnavailable("down")
+        self.down = True
+        self.calls = 0
+
+    def get(self, *args: Any) -> Timer | None:
+        self.calls += 1
+        if self.down:
+            raise self.error
+        return None
+
+    put = delete = add_miss = clear_misses = get  # type: ignore[assignment]
+
+
+class StuckStore:
+    """A store whose calls wait until the test lets them go."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.calls = 0
+
+    def get(self, *args: Any) -> Timer | None:
+        self.calls += 1
+        self.release.wait(10)
+        return None
+
+    put = delete = add_miss = clear_misses = get  # type: ignore[assignment]
+
+
+def record_calls(client: Any) -> list[tuple[str, dict[str, Any]]]:
+    """Every DynamoDB operation the client makes, with its parameters."""
+    calls: list[tuple[str, dict[str, Any]]] = []
+    client.meta.events.register(
+        "provide-client-params.dynamodb",
+        lambda params, model, **kw: calls.append((model.name, dict(params))),
+    )
+    return calls
+
+
+def failing_responses(client: Any, status: int, code: str, message: str) -> list[int]:
+    """Make every DynamoDB request get this error, through botocore's retries;
+    the list counts the requests sent."""
+    sent: list[int] = []
+
+    class Raw(io.BytesIO):
+        def stream(self, **kwargs: Any) -> Iterator[bytes]:
+            yield self.getvalue()
+
+    def answer(request: Any, **kwargs: Any) -> AWSResponse:
+        sent.append(1)
+        body = f'{{"__type":"com.amazonaws.dynamodb.v20120810#{code}",'
+        body += f'"message":"{message}"}}'
+        headers = {
+            "x-amzn-RequestId": "r",
+            "Content-Type": "application/x-amz-json-1.0",
+        }
+        return AWSResponse(request.url, status, headers, Raw(body.encode()))
+
+    client.meta.events.register("before-send.dynamodb", answer)
+    return sent
