@@ -4,7 +4,8 @@ ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    TIMERCHECK_DB=/data/timercheck.db
+    TIMERCHECK_DB=/data/timercheck.db \
+    HOST=0.0.0.0
 
 WORKDIR /app
 COPY requirements.txt .

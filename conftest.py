@@ -9,7 +9,7 @@ import pytest
 from moto import mock_aws
 from webtest import TestApp
 
-from fakes import FakeClock
+from fakes import FakeClock, serialize_item_operations
 from timercheck import App, DynamoStore, SqliteStore, Store, dynamodb_client
 
 
@@ -30,8 +30,9 @@ def fake_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture
-def dynamo(fake_aws: None) -> DynamoStore:
+def dynamo(fake_aws: None, monkeypatch: pytest.MonkeyPatch) -> DynamoStore:
     """A DynamoStore on moto, its table made by the service's own create-table."""
+    serialize_item_operations(monkeypatch)
     store = DynamoStore("timers", dynamodb_client("us-east-1"))
     store.create_table()
     return store

@@ -777,30 +777,6 @@ def test_create_table_sets_ttl_and_can_run_twice(dynamo: DynamoStore) -> None:
 # -- config, logging --
 
 
-def test_config_defaults() -> None:
-    assert Config.from_env({}) == Config()
-    assert Config().sqlite_path == "timercheck.db" and Config().port == 8080
-
-
-def test_config_reads_the_environment() -> None:
-    config = Config.from_env(
-        {
-            "TABLE_NAME": "timers",
-            "REGION": "eu-west-1",
-            "PORT": "9000",
-            "TIMERCHECK_DB": "/data/t.db",
-            "TIMERCHECK_RETENTION_DAYS": "7",
-            "TIMERCHECK_THREADS": "16",
-            "TIMERCHECK_TRUSTED_PROXY": "*",
-            "LOG_LEVEL": "debug",
-        }
-    )
-    assert config.table_name == "timers" and config.region == "eu-west-1"
-    assert config.port == 9000 and config.sqlite_path == "/data/t.db"
-    assert config.retention_days == 7 and config.threads == 16
-    assert config.trusted_proxy == "*" and config.log_level == "DEBUG"
-
-
 def test_default_store_is_sqlite(tmp_path: Any, clock: FakeClock) -> None:
     store = make_store(Config(sqlite_path=str(tmp_path / "t.db")))
     TestApp(App(store, clock)).get("/job/60")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import html
+import ipaddress
 import json
 import logging
 import os
@@ -56,44 +57,161 @@ access_log = logging.getLogger("timercheck.access")
 # -- config --
 
 
+class ConfigError(ValueError):
+    """A setting in the environment that the service cannot run with."""
+
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable: what it sets, how it is read, and its range."""
+
+    name: str
+    field: str
+    kind: str  # text, sqlite, host, integer or level
+    default: str | int | None
+    meaning: str
+    low: int = 0
+    high: int = 0
+
+    def allowed(self) -> str:
+        if self.kind == "integer":
+            return f"{self.low} to {self.high}"
+        if self.kind == "level":
+            return ", ".join(LEVELS)
+        if self.kind == "host":
+            return "an IP address or a host name"
+        if self.kind == "sqlite":
+            return "a file path, or a file: URI"
+        return "any text"
+
+    def parse(self, text: str) -> str | int:
+        problem = self.problem(text)
+        if problem:
+            raise ConfigError(
+                f"{self.name}={text!r}: {problem}; allowed: {self.allowed()}"
+            )
+        if self.kind == "integer":
+            return int(text)
+        return text.upper() if self.kind == "level" else text
+
+    def problem(self, text: str) -> str | None:
+        if self.kind == "integer":
+            if not re.fullmatch(r"[0-9]{1,9}", text, re.ASCII):
+                return "not a whole number"
+            if not self.low <= int(text) <= self.high:
+                return "out of range"
+        elif self.kind == "level" and text.upper() not in LEVELS:
+            return "not a log level"
+        elif self.kind == "host" and not valid_host(text):
+            return "not an IP address or a host name"
+        elif self.kind == "sqlite" and sqlite_in_memory(text):
+            return "an in-memory database: each thread would get its own, empty"
+        return None
+
+
+def valid_host(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        labels = text.split(".")
+        numeric = all(label.isdigit() for label in labels)  # a bad IPv4 address
+        return not numeric and all(HOST_NAME.fullmatch(label) for label in labels)
+
+
+def sqlite_in_memory(path: str) -> bool:
+    if path == ":memory:":
+        return True
+    if not path.startswith("file:"):
+        return False
+    location, _, query = path[5:].partition("?")
+    return location in ("", ":memory:") or "mode=memory" in query.split("&")
+
+
+SETTINGS = (
+    Setting(
+        "TABLE_NAME", "table_name", "text", None,
+        "DynamoDB table of timers; unset: the SQLite file",
+    ),
+    Setting(
+        "TIMERCHECK_DB", "sqlite_path", "sqlite", "timercheck.db",
+        "SQLite file of timers, used when TABLE_NAME is unset",
+    ),
+    Setting(
+        "REGION", "region", "text", None,
+        "AWS region of the table; unset: AWS_REGION, then boto3's default",
+    ),
+    Setting(
+        "TIMERCHECK_RETENTION_DAYS", "retention_days", "integer", 30,
+        "days a timer is remembered after it expired", 1, 3650,
+    ),
+    Setting(
+        "HOST", "host", "host", "127.0.0.1",
+        "address to listen on; 0.0.0.0 for every interface (the image sets it)",
+    ),
+    Setting(
+        "PORT", "port", "integer", 8080,
+        "port to listen on; 0: any free port, logged at start", 0, 65535,
+    ),
+    Setting(
+        "TIMERCHECK_THREADS", "threads", "integer", 8,
+        "worker threads; all but 2 may wait on the store", 1, 256,
+    ),
+    Setting(
+        "TIMERCHECK_CHANNEL_TIMEOUT", "channel_timeout", "integer", 75,
+        "seconds an idle connection is kept (above the ALB's 60)", 1, 86400,
+    ),
+    Setting(
+        "TIMERCHECK_CONNECTION_LIMIT", "connection_limit", "integer", 1000,
+        "open connections accepted at once", 1, 100000,
+    ),
+    Setting(
+        "TIMERCHECK_TRUSTED_PROXY", "trusted_proxy", "text", None,
+        "address of the proxy whose X-Forwarded-For names the client; * for any",
+    ),
+    Setting(
+        "TIMERCHECK_TRUSTED_PROXY_COUNT", "trusted_proxy_count", "integer", 1,
+        "proxies in front of the service", 1, 10,
+    ),
+    Setting(
+        "LOG_LEVEL", "log_level", "level", "INFO",
+        "the least important log lines written",
+    ),
+)  # fmt: skip
+DEFAULTS = {setting.field: setting.default for setting in SETTINGS}
+
+
 @dataclass(frozen=True)
 class Config:
-    table_name: str | None = None  # set: DynamoDB; unset: the SQLite file
-    sqlite_path: str = "timercheck.db"
-    region: str | None = None
-    retention_days: int = 30
-    host: str = "0.0.0.0"
-    port: int = 8080
-    threads: int = 8
-    channel_timeout: int = 75  # above the ALB's 60 s idle timeout
-    connection_limit: int = 1000
-    trusted_proxy: str | None = None
-    trusted_proxy_count: int = 1
-    log_level: str = "INFO"
+    table_name: str | None = DEFAULTS["table_name"]
+    sqlite_path: str = DEFAULTS["sqlite_path"]
+    region: str | None = DEFAULTS["region"]
+    retention_days: int = DEFAULTS["retention_days"]
+    host: str = DEFAULTS["host"]
+    port: int = DEFAULTS["port"]
+    threads: int = DEFAULTS["threads"]
+    channel_timeout: int = DEFAULTS["channel_timeout"]
+    connection_limit: int = DEFAULTS["connection_limit"]
+    trusted_proxy: str | None = DEFAULTS["trusted_proxy"]
+    trusted_proxy_count: int = DEFAULTS["trusted_proxy_count"]
+    log_level: str = DEFAULTS["log_level"]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Config:
-        def integer(name: str, default: int) -> int:
-            return int(env.get(name) or default)
-
-        return cls(
-            table_name=env.get("TABLE_NAME") or None,
-            sqlite_path=env.get("TIMERCHECK_DB") or cls.sqlite_path,
-            region=env.get("REGION") or env.get("AWS_REGION") or None,
-            retention_days=integer("TIMERCHECK_RETENTION_DAYS", cls.retention_days),
-            host=env.get("HOST") or cls.host,
-            port=integer("PORT", cls.port),
-            threads=integer("TIMERCHECK_THREADS", cls.threads),
-            channel_timeout=integer("TIMERCHECK_CHANNEL_TIMEOUT", cls.channel_timeout),
-            connection_limit=integer(
-                "TIMERCHECK_CONNECTION_LIMIT", cls.connection_limit
-            ),
-            trusted_proxy=env.get("TIMERCHECK_TRUSTED_PROXY") or None,
-            trusted_proxy_count=integer(
-                "TIMERCHECK_TRUSTED_PROXY_COUNT", cls.trusted_proxy_count
-            ),
-            log_level=(env.get("LOG_LEVEL") or cls.log_level).upper(),
-        )
+        """The settings in the environment; an empty value counts as unset.
+        Raises ConfigError, naming the variable, for a value out of range."""
+        values = {}
+        for setting in SETTINGS:
+            text = env.get(setting.name, "")
+            if setting.name == "REGION":
+                text = text or env.get("AWS_REGION", "")
+            if text:
+                values[setting.field] = setting.parse(text)
+        return cls(**values)
 
 
 # -- timers --
@@ -157,11 +275,13 @@ class Reset(NamedTuple):
 
 def reset(stored: Timer | None, countdown: Timer, now_ms: int) -> Reset:
     """A reset after an expiry ends a miss; a forgotten timer starts again at
-    no misses; a reset in time carries the misses on."""
+    no misses; a reset in time carries the misses on, and so does a failure
+    report (a reset to 0 seconds), which ends no outage."""
     replaced = remembered(stored, now_ms)
     if replaced is None:
         return Reset(None, countdown, None, bool(stored and stored.misses))
-    if replaced.remaining(now_ms) > 0:
+    if replaced.remaining(now_ms) > 0 or countdown.seconds == 0:
+        # A failure report (seconds 0) on an expired timer is the same outage.
         carried = countdown._replace(
             misses=replaced.misses, last_miss=replaced.last_miss
         )
@@ -529,6 +649,7 @@ def peek_timer(app: App, req: Request, name: str, seconds: str) -> Reply:
 
 def set_timer(app: App, req: Request, name: str, seconds_text: str) -> Reply:
     name, seconds, now = valid_name(name), parse_seconds(seconds_text), req.now_ms
+    parse_query(req)  # a set answers in JSON, but a bad query is a 400 here too
     if req.method == "GET" and (reason := ignored_because(req.environ)):
         reply = check_timer(app, req, name)
         reply.headers.append(("X-Timer-Ignored", reason))
@@ -1103,12 +1224,18 @@ def stop(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def serve(config: Config) -> None:
+def serve(config: Config) -> int:
     store = make_store(config)
     app = App(
         store, retention_days=config.retention_days, access=access_writer(sys.stdout)
     )
-    server = waitress.create_server(app, **server_options(config))
+    try:
+        server = waitress.create_server(app, **server_options(config))
+    except (OSError, ValueError) as e:  # a port taken, a host not ours or unknown
+        cause = e.__context__ if isinstance(e, ValueError) else e
+        reason = getattr(cause, "strerror", None) or str(cause or e)
+        log.error("cannot listen on %s port %s: %s", config.host, config.port, reason)
+        return 1
     signal.signal(signal.SIGTERM, stop)
     log.info(
         "timercheck serving on http://%s:%s with %s",
@@ -1122,10 +1249,25 @@ def serve(config: Config) -> None:
     finally:
         server.task_dispatcher.shutdown(timeout=5)
     log.info("timercheck stopped")
+    return 0
+
+
+def settings_help() -> str:
+    lines = ["settings, from the environment (an empty value counts as unset):"]
+    for setting in SETTINGS:
+        default = "unset" if setting.default is None else setting.default
+        lines.append(f"  {setting.name}")
+        lines.append(f"      {setting.meaning}")
+        lines.append(f"      default: {default}; allowed: {setting.allowed()}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "command",
         nargs="?",
@@ -1136,8 +1278,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = Config.from_env()
-    except ValueError as e:
-        parser.error(f"bad configuration in the environment: {e}")
+    except ConfigError as e:
+        parser.error(str(e))
     logging.basicConfig(
         level=config.log_level,
         stream=sys.stdout,
@@ -1155,12 +1297,11 @@ def main(argv: list[str] | None = None) -> int:
                 config.table_name, dynamodb_client(config.region)
             ).create_table()
             log.info("table %s is ready", config.table_name)
-        else:
-            serve(config)
+            return 0
+        return serve(config)
     except (botocore.exceptions.BotoCoreError, ClientError) as e:
         log.error("cannot use DynamoDB: %s", e)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from botocore.awsrequest import AWSResponse
+from moto.dynamodb.responses import DynamoHandler
 
 from timercheck import StoreUnavailable, Timer
 
@@ -90,3 +92,19 @@ def failing_responses(client: Any, status: int, code: str, message: str) -> list
 
     client.meta.events.register("before-send.dynamodb", answer)
     return sent
+
+
+def serialize_item_operations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DynamoDB applies the requests on one item one at a time; moto does not
+    (its UpdateItem reads the old item, then updates: two racing ones can both
+    return the same old item). Make moto take one item request at a time, as
+    DynamoDB does, so that a race a concurrency test finds is in our code."""
+    lock = threading.Lock()
+    for name in ("get_item", "put_item", "update_item", "delete_item"):
+        operation = getattr(DynamoHandler, name)
+
+        def serialized(self: Any, *args: Any, _op: Any = operation, **kw: Any) -> Any:
+            with lock:
+                return _op(self, *args, **kw)
+
+        monkeypatch.setattr(DynamoHandler, name, serialized)

@@ -1070,14 +1070,9 @@ def test_mu_yml_service() -> None:
     assert service["pipeline"]["source"]["repo"].startswith("YOUR-GITHUB-USER/")
 
 
-def read_env_names() -> set[str]:
-    code = (ROOT / "timercheck.py").read_text()
-    found = set(re.findall(r'env\.get\("([A-Z_]+)"', code))
-    return found | set(re.findall(r'integer\(\s*"([A-Z_]+)"', code))
-
-
 def test_the_container_gets_only_variables_the_service_reads() -> None:
-    assert set(container_environment(current())) <= read_env_names()
+    read = {setting.name for setting in timercheck.SETTINGS}
+    assert set(container_environment(current())) <= read
 
 
 # -- Dockerfile --
@@ -1120,6 +1115,7 @@ def test_dockerfile_basics() -> None:
     assert int(port) == current().mu["service"]["port"] == timercheck.Config().port
     env = docker_env()
     assert env["PYTHONUNBUFFERED"] == "1"
+    assert env["HOST"] == "0.0.0.0"  # the service alone listens on 127.0.0.1
     assert all("--mount" not in run for run in instructions("RUN"))  # no BuildKit
 
 

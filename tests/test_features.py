@@ -165,31 +165,54 @@ def test_misses_counted_at_once_are_each_counted(store: Any) -> None:
     assert store.get("race").misses == threads * rounds
 
 
-def test_racing_resets_lose_no_miss(store: Any, clock: FakeClock) -> None:
-    """Every reset of an expired 0-second timer is a miss; two threads racing
-    their resets must count each one."""
-    app = App(store, clock)
-    TestApp(app).get("/race/0")
+def test_racing_resets_of_an_expired_timer_end_one_miss(
+    store: Any, clock: FakeClock
+) -> None:
+    """Resets released together by a barrier, round after round: the store
+    hands the expired timer to exactly one of them."""
+    app, threads, rounds = App(store, clock), 8, 5
+    TestApp(app).get("/race/60")
+    barrier = threading.Barrier(threads)
+    ended: list[bool] = []
     errors: list[Exception] = []
 
-    barrier = threading.Barrier(2)
-
-    def resets() -> None:
-        client = TestApp(app)
+    def reset() -> None:
         try:
             barrier.wait(10)
-            for _ in range(25):
-                client.get("/race/0")
+            ended.append(TestApp(app).get("/race/60").json["ended_miss"])
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
-    threads = [threading.Thread(target=resets) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    for _ in range(rounds):
+        clock.advance(60)
+        workers = [threading.Thread(target=reset) for _ in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
     assert errors == []
-    assert TestApp(app).get("/race", status=504).json["misses"] == 50
+    assert ended.count(True) == rounds
+    assert TestApp(app).get("/race").json["misses"] == rounds
+
+
+def test_repeated_failure_reports_are_one_outage(
+    app: TestApp, clock: FakeClock
+) -> None:
+    """`job.sh || curl .../job/0` on every failing run: one miss in all, once
+    a run succeeds, dated from the last failure report."""
+    app.get("/job/60")
+    clock.advance(10)
+    assert app.get("/job/0").json["ended_miss"] is False
+    for _ in range(3):
+        clock.advance(60)
+        answer = app.get("/job/0").json
+        assert (answer["ended_miss"], answer["misses"]) == (False, 0)
+    assert app.get("/job?since=0", status=504).json["status"] == "expired"
+    clock.advance(30)
+    answer = app.get("/job/60").json
+    assert (answer["ended_miss"], answer["misses"]) == (True, 1)
+    last_miss = {"expired_at": T0 + 190, "reset_at": T0 + 220, "overdue_seconds": 30}
+    assert answer["last_miss"] == last_miss
 
 
 def test_a_miss_costs_one_more_write_and_a_reset_one(
@@ -424,6 +447,20 @@ def test_text_view(app: TestApp, clock: FakeClock) -> None:
 
 def test_unknown_format_is_400(app: TestApp) -> None:
     assert "format" in app.get("/job?format=xml", status=400).json["errorMessage"]
+
+
+@pytest.mark.parametrize("query", ["format=xml", "format=", "since=x", "since=-1"])
+def test_a_bad_query_on_a_set_url_is_400_and_sets_nothing(
+    app: TestApp, query: str
+) -> None:
+    answer = app.get(f"/job/60?{query}", status=400).json
+    assert answer["errorMessage"].startswith("400: ")
+    app.get("/job", status=404)
+
+
+def test_a_set_answers_in_json_whatever_the_format(app: TestApp) -> None:
+    answer = app.get("/job/60?format=svg&since=3")
+    assert answer.json["message"] == "Timer countdown updated"
 
 
 def test_badge_when_the_store_is_down(clock: FakeClock) -> None:

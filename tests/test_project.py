@@ -1,16 +1,22 @@
-"""The files around the code: README, CI."""
+"""The files around the code: the README, its examples and CI."""
 
 from __future__ import annotations
 
 import re
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
 
-from support import ROOT
+from support import ROOT, call, service
+from timercheck import SETTINGS
+
+README = (ROOT / "README.md").read_text()
 
 
 def readme_commands() -> list[str]:
-    return re.findall(
-        r"```sh\n(python3 -m venv .*)\n```", (ROOT / "README.md").read_text()
-    )
+    return re.findall(r"```sh\n(python3 -m venv .*)\n```", README)
 
 
 def test_readme_has_the_two_setup_commands() -> None:
@@ -27,11 +33,84 @@ def test_ci_runs_the_readme_test_command_and_the_linters() -> None:
     assert "set -euo pipefail" in ci
 
 
-def test_readme_lists_every_environment_variable() -> None:
-    code = (ROOT / "timercheck.py").read_text()
-    readme = (ROOT / "README.md").read_text()
-    names = set(re.findall(r'env\.get\("([A-Z_]+)"', code))
-    names |= set(re.findall(r'integer\(\s*"([A-Z_]+)"', code))
-    assert len(names) >= 12
-    for name in names:
-        assert f"`{name}`" in readme, name
+def test_every_pytest_command_in_the_docs_is_the_readme_one() -> None:
+    for doc in [ROOT / "README.md", *ROOT.glob("docs/*.md")]:
+        for line in doc.read_text().splitlines():
+            if "pytest" in line and "`" in line:
+                assert "pytest" not in line.replace(".venv/bin/python -m pytest", "")
+
+
+def settings_rows() -> list[str]:
+    table = README.split("| variable | default | allowed | meaning |")[1]
+    return re.findall(r"^\| `[A-Z_]+` .*$", table.split("\n\n")[0], re.M)
+
+
+def test_the_readme_settings_table_is_the_code_s() -> None:
+    expected = [
+        f"| `{s.name}` | {'unset' if s.default is None else f'`{s.default}`'}"
+        f" | {s.allowed()} | {s.meaning} |"
+        for s in SETTINGS
+    ]
+    assert settings_rows() == expected
+
+
+def test_help_lists_every_setting() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "timercheck.py"), "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    help_text = " ".join(result.stdout.split())
+    for s in SETTINGS:
+        default = "unset" if s.default is None else s.default
+        assert f"{s.name} {s.meaning} default: {default}; allowed:" in help_text
+        assert s.allowed() in help_text
+
+
+def poller(url: str, seen: Path) -> str:
+    """The README's poll.sh, with this test's URL and count file."""
+    [script] = re.findall(r"```sh\n(#!/bin/sh\n# poll\.sh.*?)```", README, re.S)
+    script = re.sub(r"^url=.*$", f"url={url}", script, flags=re.M)
+    script = re.sub(r"^seen=.*$", f"seen={seen}", script, flags=re.M)
+    return script
+
+
+def test_the_readme_poller_alerts_once_per_miss(tmp_path: Path) -> None:
+    seen = tmp_path / "misses"
+    with service({"TIMERCHECK_DB": str(tmp_path / "t.db")}) as server:
+        url = f"http://127.0.0.1:{server.port}/backup"
+
+        def poll() -> str:
+            script = poller(url, seen)
+            return subprocess.run(
+                ["sh", "-c", script], capture_output=True, text=True, timeout=30
+            ).stdout
+
+        assert poll().startswith("ALERT nightly-backup: {")  # never set: a 404
+        assert not seen.exists()
+        call(server.port, "GET", "/backup/60")
+        assert poll() == ""
+        assert seen.read_text() == "0\n"
+        call(server.port, "GET", "/backup/1")
+        time.sleep(1.1)
+        call(server.port, "GET", "/backup/60")  # expired and reset unseen
+        alert = poll()
+        assert (
+            alert.startswith("ALERT nightly-backup: {") and '"status":"missed"' in alert
+        )
+        assert seen.read_text() == "1\n"
+        assert poll() == ""
+
+
+def test_the_readme_backup_command_copies_a_running_database(tmp_path: Path) -> None:
+    [command] = re.findall(r"^(\.venv/bin/python -c .*backup.*)$", README, re.M)
+    code = re.fullmatch(r'\.venv/bin/python -c "(.*)"', command)[1]
+    with service({"TIMERCHECK_DB": str(tmp_path / "timercheck.db")}) as server:
+        call(server.port, "GET", "/job/60")
+        subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True)
+        call(server.port, "GET", "/job/60")
+    backup = sqlite3.connect(tmp_path / "backup.db")
+    assert backup.execute("SELECT timer, seconds FROM timers").fetchall() == [
+        ("job", 60)
+    ]

@@ -1,0 +1,157 @@
+"""First contact: the service started as the README says, with good and bad
+settings. Every bad value stops it with one usage error naming the variable,
+never a traceback; a port or host it cannot listen on is one error line."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from support import ROOT, Process, free_port
+from timercheck import Config, ConfigError
+
+
+def start(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "timercheck.py")],
+        env={**os.environ, "TIMERCHECK_DB": str(tmp_path / "t.db"), **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("TIMERCHECK_THREADS", "0", "out of range; allowed: 1 to 256"),
+        ("TIMERCHECK_THREADS", "-3", "not a whole number; allowed: 1 to 256"),
+        ("TIMERCHECK_RETENTION_DAYS", "-5", "allowed: 1 to 3650"),
+        ("TIMERCHECK_RETENTION_DAYS", "0", "out of range; allowed: 1 to 3650"),
+        ("PORT", "70000", "out of range; allowed: 0 to 65535"),
+        ("PORT", "-1", "not a whole number"),
+        ("PORT", "8o80", "not a whole number; allowed: 0 to 65535"),
+        ("PORT", "+80", "not a whole number"),
+        ("PORT", "80_80", "not a whole number"),
+        ("PORT", "٨٠", "not a whole number"),
+        ("PORT", " 80", "not a whole number"),
+        ("PORT", "9" * 5000, "not a whole number"),
+        ("HOST", "999.1.1.1", "not an IP address or a host name"),
+        ("HOST", "bad host", "not an IP address or a host name"),
+        ("LOG_LEVEL", "LOUD", "allowed: DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+        ("TIMERCHECK_CONNECTION_LIMIT", "0", "out of range; allowed: 1 to 100000"),
+        ("TIMERCHECK_CHANNEL_TIMEOUT", "0", "out of range; allowed: 1 to 86400"),
+        ("TIMERCHECK_TRUSTED_PROXY_COUNT", "0", "allowed: 1 to 10"),
+        ("TIMERCHECK_DB", ":memory:", "each thread would get its own"),
+        ("TIMERCHECK_DB", "file:t?mode=memory&cache=shared", "in-memory"),
+        ("TIMERCHECK_DB", "file::memory:", "in-memory"),
+    ],
+)
+def test_a_bad_setting_is_a_usage_error(
+    tmp_path: Path, name: str, value: str, says: str
+) -> None:
+    result = start({name: value}, tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr + result.stdout
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith(f"timercheck.py: error: {name}=")
+    assert says in error
+
+
+def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = start({"PORT": str(port)}, tmp_path)
+    assert result.returncode == 1
+    [line] = [
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        if "ERROR" in line or "Traceback" in line
+    ]
+    assert line.endswith(
+        f"cannot listen on 127.0.0.1 port {port}: Address already in use"
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        ("no-such-host.invalid", "Name or service not known"),
+        ("192.0.2.1", "Cannot assign"),
+    ],
+)
+def test_a_host_it_cannot_listen_on_is_one_line(
+    tmp_path: Path, host: str, reason: str
+) -> None:
+    result = start({"HOST": host, "PORT": "0"}, tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    assert f"ERROR timercheck cannot listen on {host} port 0: {reason}" in result.stdout
+
+
+def test_it_listens_on_localhost_unless_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HOST", raising=False)
+    port = free_port()
+    env = {"TIMERCHECK_DB": str(tmp_path / "t.db"), "PORT": str(port)}
+    with Process([sys.executable, str(ROOT / "timercheck.py")], env, port) as server:
+        assert f"serving on http://127.0.0.1:{port} " in server.output()
+
+
+def test_the_defaults_and_every_setting_read_from_the_environment() -> None:
+    assert Config.from_env({}) == Config()
+    assert Config().host == "127.0.0.1" and Config().port == 8080
+    assert Config().sqlite_path == "timercheck.db" and Config().table_name is None
+    config = Config.from_env(
+        {
+            "TABLE_NAME": "timers",
+            "TIMERCHECK_DB": "/data/t.db",
+            "AWS_REGION": "eu-west-1",
+            "TIMERCHECK_RETENTION_DAYS": "7",
+            "HOST": "0.0.0.0",
+            "PORT": "0",
+            "TIMERCHECK_THREADS": "16",
+            "TIMERCHECK_CHANNEL_TIMEOUT": "30",
+            "TIMERCHECK_CONNECTION_LIMIT": "50",
+            "TIMERCHECK_TRUSTED_PROXY": "*",
+            "TIMERCHECK_TRUSTED_PROXY_COUNT": "2",
+            "LOG_LEVEL": "debug",
+        }
+    )
+    assert config == Config(
+        table_name="timers",
+        sqlite_path="/data/t.db",
+        region="eu-west-1",
+        retention_days=7,
+        host="0.0.0.0",
+        port=0,
+        threads=16,
+        channel_timeout=30,
+        connection_limit=50,
+        trusted_proxy="*",
+        trusted_proxy_count=2,
+        log_level="DEBUG",
+    )
+
+
+def test_region_wins_over_aws_region_and_empty_means_unset() -> None:
+    env = {"REGION": "us-west-2", "AWS_REGION": "eu-west-1", "PORT": ""}
+    assert Config.from_env(env) == Config(region="us-west-2")
+
+
+@pytest.mark.parametrize("value", ["0", "00", "65535"])
+def test_the_ends_of_a_range_are_allowed(value: str) -> None:
+    assert Config.from_env({"PORT": value}).port == int(value)
+
+
+def test_a_bad_value_names_its_variable() -> None:
+    with pytest.raises(ConfigError, match=r"^PORT='65536': out of range"):
+        Config.from_env({"PORT": "65536"})
