@@ -2,6 +2,7 @@
 
     python bench.py            # 10 s a route, 3 rounds (about 7 minutes)
     python bench.py --quick    # 2 s a route, 1 round (what CI runs)
+    python bench.py heads      # the CPU cost of the worst request heads
 
 Rows, each a fresh server on 127.0.0.1 with the same waitress settings:
 the limit (a bare WSGI app answering OK), timercheck on SQLite, and timercheck
@@ -53,6 +54,17 @@ def serve_bare() -> None:
 
     options = timercheck.server_options(timercheck.Config.from_env())
     waitress.serve(bare_app, **options)
+
+
+def serve_capped(cap: int) -> None:
+    """timercheck on SQLite, its request heads capped at `cap` bytes."""
+    import waitress
+
+    import timercheck
+
+    config = timercheck.Config.from_env()
+    options = timercheck.server_options(config) | {"max_request_header_size": cap}
+    waitress.serve(timercheck.App(timercheck.make_store(config)), **options)
 
 
 # -- servers --
@@ -299,6 +311,7 @@ def dynamodb_requests_per_operation(store_port: int) -> dict[str, list[str]]:
         lambda request, **kw: sent.append(request.headers["X-Amz-Target"].decode()),
     )
     app = timercheck.App(store)
+    app.keys()  # read once per process, at start
     seen = {}
     for label, path in (("set", "/bench-ops/600"), ("check", "/bench-ops")):
         sent.clear()
@@ -308,17 +321,88 @@ def dynamodb_requests_per_operation(store_port: int) -> dict[str, list[str]]:
     return seen
 
 
+# -- the worst request heads --
+
+WAITRESS_DEFAULT_CAP = 262144
+HEADS = {  # name: the head, given the bytes it may take
+    "query parameters on GET /": lambda n: (
+        b"GET /?" + b"&".join([b"a"] * (n // 2 - 20)) + b" HTTP/1.1\r\nHost: b\r\n\r\n"
+    ),
+    "repeated headers": lambda n: (
+        b"GET / HTTP/1.1\r\nHost: b\r\n" + b"X: a\r\n" * (n // 6 - 10) + b"\r\n"
+    ),
+    "a long User-Agent on a set": lambda n: (
+        b"GET /bench-head/60 HTTP/1.1\r\n"
+        b"Host: b\r\nUser-Agent: " + b"Mozilla " * (n // 8 - 10) + b"\r\n\r\n"
+    ),
+    "a long method": lambda n: b"X" * (n - 100) + b" /x HTTP/1.1\r\nHost: b\r\n\r\n",
+}
+
+
+def send_head(port: int, head: bytes) -> str:
+    """The status, or `reset` where the server refused it before all was sent."""
+    data = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        try:
+            sock.sendall(head)
+            sock.shutdown(socket.SHUT_WR)
+            while chunk := sock.recv(65536):
+                data += chunk
+        except OSError:  # reset, or closed before the head was all sent
+            pass
+    return data.split(b" ", 2)[1].decode() if data else "reset"
+
+
+def heads(repeat: int = 20) -> None:
+    """CPU a head costs the server, with waitress's default cap and ours."""
+    tmp = tempfile.mkdtemp()
+    rows = []
+    try:
+        for cap in (WAITRESS_DEFAULT_CAP, 16384):
+            db = {"TIMERCHECK_DB": os.path.join(tmp, f"heads-{cap}.db")}
+            server = Server.start(
+                [sys.executable, "bench.py", "serve-capped", str(cap)], db
+            )
+            try:
+                for name, make in HEADS.items():
+                    for size in sorted({250_000, cap - 512}):
+                        head = make(size)
+                        before = server.cpu_seconds()
+                        statuses = {send_head(server.port, head) for _ in range(repeat)}
+                        cpu_ms = (server.cpu_seconds() - before) / repeat * 1000
+                        rows.append((cap, name, len(head), statuses, cpu_ms))
+            finally:
+                server.stop()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("\n| head cap | head | bytes | status | CPU ms a request |")
+    print("| ---: | --- | ---: | --- | ---: |")
+    for cap, name, size, statuses, cpu_ms in rows:
+        status = ", ".join(map(str, sorted(statuses)))
+        print(f"| {cap:,} | {name} | {size:,} | {status} | {cpu_ms:.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "command", nargs="?", default="run", choices=["run", "serve-bare"]
+        "command",
+        nargs="?",
+        default="run",
+        choices=["run", "heads", "serve-bare", "serve-capped"],
     )
+    parser.add_argument("cap", nargs="?", type=int, default=16384)
     parser.add_argument("--quick", action="store_true", help="2 s a route, 1 round")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if args.command == "serve-bare":
         serve_bare()
+        return
+    if args.command == "serve-capped":
+        serve_capped(args.cap)
+        return
+    if args.command == "heads":
+        heads()
         return
     seconds, rounds, warmup = args.seconds, args.rounds, 2.0
     if args.quick:

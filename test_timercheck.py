@@ -101,7 +101,11 @@ def test_set_answers_with_the_new_countdown(app: TestApp) -> None:
     assert response.content_type == "application/json"
     assert response.headers["Cache-Control"] == "no-store"
     assert response.headers["X-Timer-Status"] == "running"
-    assert response.json == {
+    body = response.json
+    token = body.pop("read_only_token")
+    assert re.fullmatch(r"[A-Za-z0-9_-]{40}", token)  # 16 + 14 bytes, base64
+    assert body.pop("read_only_url") == f"http://localhost:80/-/{token}"
+    assert body == {
         "timer": "nightly-backup",
         "request_id": response.headers["X-Request-Id"],
         "status": "ok",
@@ -713,8 +717,10 @@ def test_store_down_answers_503_and_health_stays_up(clock: FakeClock) -> None:
 def test_each_operation_is_one_dynamodb_request(
     dynamo: DynamoStore, clock: FakeClock
 ) -> None:
+    wsgi = App(dynamo, clock)
+    wsgi.keys()  # the secret is read once per process, at start
     calls = record_calls(dynamo.client)
-    app = TestApp(App(dynamo, clock))
+    app = TestApp(wsgi)
     app.get("/job/60")
     app.get("/job/60")
     app.get("/job")
@@ -798,8 +804,21 @@ def test_start_up_probe_says_whether_the_store_answers(
     store: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "timercheck")
-    probe(store)
-    probe(FailingStore(StoreUnavailable("sqlite: unable to open database file")))
+    app = App(store)
+    assert app.name_hash("job") == "?"
+    probe(app)
+    assert re.fullmatch(r"[0-9a-f]{24}", app.name_hash("job"))
+    flaky = FailingStore(StoreUnavailable("sqlite: unable to open database file"))
+    fail_once = flaky.get
+
+    def get(*args: Any) -> None:
+        try:
+            return fail_once(*args)
+        finally:
+            flaky.down = False
+
+    flaky.get = get  # type: ignore[method-assign]
+    probe(App(flaky), retry=0)
     messages = [(r.levelno, r.getMessage()) for r in caplog.records]
     assert messages == [
         (logging.INFO, "the timer store answers"),
@@ -807,6 +826,7 @@ def test_start_up_probe_says_whether_the_store_answers(
             logging.ERROR,
             "the timer store is unavailable: sqlite: unable to open database file",
         ),
+        (logging.INFO, "the timer store answers"),
     ]
 
 
@@ -824,7 +844,7 @@ def test_the_server_writes_access_lines_in_the_log_format(
     first, second = stream.getvalue().splitlines()
     assert re.fullmatch(
         r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO timercheck.access [0-9a-f]{16}"
-        r" GET set_timer [0-9a-f]{8} 200 \d+\.\dms 127\.0\.0\.1",
+        r" GET set_timer [0-9a-f]{24} 200 \d+\.\dms 127\.0\.0\.1",
         first,
     )
     assert second.endswith(" GET health - 200 " + second.split()[-2] + " 127.0.0.1")

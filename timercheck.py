@@ -6,12 +6,14 @@ GET    /{timer}/{seconds}  start or restart the countdown (POST and PUT too)
 DELETE /{timer}            forget the timer
 GET    /{timer}?since=N    504 if it expired and was reset unseen since N misses
 GET    /{timer}?format=    svg, shields or text views of the check
+GET    /-/{token}          a read-only URL: any check of the timer, never a write
 
 python timercheck.py [serve | create-table]
 
 The module reads in the order a request meets it:
   config       Config, from the environment
   timers       Timer, what a reset means, and the contract of a store
+  secrets      the store's secret: read-only tokens, keyed name hashes
   answers      Reply and HTTPError, and the views of a timer
   requests     names, seconds and the query; prefetchers and link unfurlers
   handlers     one per route, the route table
@@ -24,6 +26,8 @@ The module reads in the order a request meets it:
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import hashlib
 import html
 import ipaddress
@@ -48,6 +52,12 @@ import boto3
 import botocore.config
 import botocore.exceptions
 import waitress
+import waitress.channel
+import waitress.parser
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 ClientError = botocore.exceptions.ClientError
 log = logging.getLogger("timercheck")
@@ -63,6 +73,25 @@ class ConfigError(ValueError):
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+
+
+def valid_host(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        labels = text.split(".")
+        numeric = all(label.isdigit() for label in labels)  # a bad IPv4 address
+        return not numeric and all(HOST_NAME.fullmatch(label) for label in labels)
+
+
+def sqlite_in_memory(path: str) -> bool:
+    if path == ":memory:":
+        return True
+    if not path.startswith("file:"):
+        return False
+    location, _, query = path[5:].partition("?")
+    return location in ("", ":memory:") or "mode=memory" in query.split("&")
 
 
 @dataclass(frozen=True)
@@ -111,25 +140,6 @@ class Setting:
         elif self.kind == "sqlite" and sqlite_in_memory(text):
             return "an in-memory database: each thread would get its own, empty"
         return None
-
-
-def valid_host(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-        return True
-    except ValueError:
-        labels = text.split(".")
-        numeric = all(label.isdigit() for label in labels)  # a bad IPv4 address
-        return not numeric and all(HOST_NAME.fullmatch(label) for label in labels)
-
-
-def sqlite_in_memory(path: str) -> bool:
-    if path == ":memory:":
-        return True
-    if not path.startswith("file:"):
-        return False
-    location, _, query = path[5:].partition("?")
-    return location in ("", ":memory:") or "mode=memory" in query.split("&")
 
 
 SETTINGS = (
@@ -323,6 +333,48 @@ class Store(Protocol):
     def clear_misses(self, name: str) -> None:
         """Forget the misses of a timer that was itself forgotten."""
 
+    def secret(self) -> bytes:
+        """The store's own random secret, made by whichever task asks first."""
+
+
+# -- secrets --
+
+TOKEN = re.compile(r"[A-Za-z0-9_-]{22,400}")
+
+
+def derive(secret: bytes, purpose: bytes, length: int) -> bytes:
+    return HKDF(hashes.SHA256(), length, None, b"timercheck " + purpose).derive(secret)
+
+
+class Keys:
+    """What the store's secret gives every task alike: a timer's read-only
+    token (its name under AES-SIV, deterministic and authenticated, so the
+    same name always has the same token and no token can be made or read
+    without the secret) and the keyed hash that names a timer in logs."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._siv = AESSIV(derive(secret, b"read-only token", 64))
+        self._log_key = derive(secret, b"log name hash", 32)
+
+    def token(self, name: str) -> str:
+        sealed = self._siv.encrypt(name.encode(), None)
+        return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode()
+
+    def name(self, token: str) -> str | None:
+        """The name a token was made from; None for any other string."""
+        if not TOKEN.fullmatch(token):
+            return None
+        try:
+            sealed = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            return self._siv.decrypt(sealed, None).decode()
+        except (InvalidTag, binascii.Error, ValueError):
+            return None
+
+    def name_hash(self, name: str) -> str:
+        return hashlib.blake2b(
+            name.encode(), key=self._log_key, digest_size=12
+        ).hexdigest()
+
 
 # -- answers --
 
@@ -367,10 +419,11 @@ def human(seconds: int) -> str:
     return f"{days}d {hours}h" if hours else f"{days}d"
 
 
-def check_fields(timer: Timer, now_ms: int, status: str) -> dict[str, Any]:
-    """What a check, and a delete, say of a timer."""
+def check_fields(label: str, timer: Timer, now_ms: int, status: str) -> dict[str, Any]:
+    """What a check, and a delete, say of a timer (its name, or the label of
+    a read-only URL)."""
     return {
-        "timer": timer.name,
+        "timer": label,
         "status": status,
         "now": now_ms // 1000,
         **timer.countdown(now_ms),
@@ -384,14 +437,14 @@ def json_view(
     if timer is None:
         body = {"timer": name, "errorMessage": "404: timer has never been set"}
     elif state == "running":
-        body = check_fields(timer, now_ms, "ok")
+        body = check_fields(name, timer, now_ms, "ok")
         body["message"] = "Timer still running"
     elif state == "missed":
-        body = check_fields(timer, now_ms, "missed")
+        body = check_fields(name, timer, now_ms, "missed")
         body["message"] = "Timer expired and was reset since your last check"
         body["errorMessage"] = "timer missed an expiry"
     else:
-        body = check_fields(timer, now_ms, "expired")
+        body = check_fields(name, timer, now_ms, "expired")
         body["message"] = "Timer timed out"
         body["errorMessage"] = "timer timed out"
     return Reply(STATUSES[state], body, state)
@@ -418,6 +471,13 @@ CHAR_WIDTHS |= {c: 10 for c in "mwMW%"} | {"×": 8}
 
 def text_width(text: str) -> int:
     return sum(CHAR_WIDTHS.get(c, 7) for c in text)
+
+
+# An SVG opened on its own is a document: no scripts, nothing fetched.
+SVG_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'"),
+)
 
 
 def svg_badge(label: str, message: str, color: str) -> str:
@@ -496,7 +556,7 @@ def svg_view(
 ) -> Reply:
     shown, message = badge(timer, now_ms, state, since)
     svg = svg_badge(name, message, SVG_COLORS[shown])
-    return Reply(200, svg, state, [], "image/svg+xml")
+    return Reply(200, svg, state, list(SVG_HEADERS), "image/svg+xml")
 
 
 View = Callable[[str, Timer | None, int, str, int | None], Reply]
@@ -512,7 +572,7 @@ def unavailable_view(view: str, name: str) -> Reply:
     """A badge still draws when the store is down (image proxies drop 5xx)."""
     if view == "svg":
         svg = svg_badge(name, "unavailable", SVG_COLORS["unavailable"])
-        return Reply(200, svg, None, [], "image/svg+xml")
+        return Reply(200, svg, None, list(SVG_HEADERS), "image/svg+xml")
     if view == "shields":
         color = SHIELDS_COLORS["unavailable"]
         return shields_reply(name, "unavailable", color, None)
@@ -564,6 +624,14 @@ def parse_seconds(text: str) -> int:
     return seconds
 
 
+def parse_label(req: Request) -> str:
+    """A read-only URL's badge label, which the name must not be."""
+    label = req.query.get("label", "timer")
+    if not 1 <= len(label) <= 64 or CONTROL.search(label.replace(" ", "x")):
+        raise HTTPError(400, "label must be 1 to 64 printable characters")
+    return label
+
+
 def parse_query(req: Request) -> tuple[str, int | None]:
     """The view asked for (?format=) and the misses the poller has seen (?since=)."""
     view = req.query.get("format", "json")
@@ -603,6 +671,7 @@ UNFURLERS = re.compile(
 )  # fmt: skip
 
 
+AGENT_PREFIX = 512  # the bots put their names early; a huge User-Agent costs no more
 PURPOSE_HEADERS = ("HTTP_SEC_PURPOSE", "HTTP_PURPOSE", "HTTP_X_PURPOSE", "HTTP_X_MOZ")
 
 
@@ -611,7 +680,8 @@ def ignored_because(environ: dict[str, Any]) -> str | None:
         purpose = environ.get(header, "").lower()
         if "prefetch" in purpose or "preview" in purpose:
             return "prefetch"
-    if match := UNFURLERS.search(environ.get("HTTP_USER_AGENT", "")):
+    agent = environ.get("HTTP_USER_AGENT", "")[:AGENT_PREFIX]
+    if match := UNFURLERS.search(agent):
         return f"link preview ({match[1]})"
     return None
 
@@ -627,17 +697,31 @@ def robots(app: App, req: Request) -> Reply:
     return Reply(200, "User-agent: *\nDisallow: /\n")
 
 
-def check_timer(app: App, req: Request, name: str) -> Reply:
+def check(app: App, req: Request, name: str, label: str) -> Reply:
     view, since = parse_query(req)
     try:
-        timer = remembered(app.store.get(valid_name(name)), req.now_ms)
+        timer = remembered(app.store.get(name), req.now_ms)
     except StoreUnavailable as e:
         if view == "json":
             raise
         log.warning("store unavailable: %s", e)
-        return unavailable_view(view, name)
+        return unavailable_view(view, label)
     state = timer_state(timer, req.now_ms, since)
-    return VIEWS[view](name, timer, req.now_ms, state, since)
+    return VIEWS[view](label, timer, req.now_ms, state, since)
+
+
+def check_timer(app: App, req: Request, name: str) -> Reply:
+    return check(app, req, valid_name(name), name)
+
+
+def read_only_check(app: App, req: Request, token: str) -> Reply:
+    """A check through a read-only URL: any view, never a write, and never
+    the name, which the token stands for."""
+    label = parse_label(req)
+    name = app.keys().name(token)
+    if name is None:
+        raise HTTPError(404, "no timer has that read-only URL")
+    return check(app, req, name, label)
 
 
 def peek_timer(app: App, req: Request, name: str, seconds: str) -> Reply:
@@ -645,6 +729,16 @@ def peek_timer(app: App, req: Request, name: str, seconds: str) -> Reply:
     valid_name(name)
     parse_seconds(seconds)
     return check_timer(app, req, name)
+
+
+HOST_HEADER = re.compile(r"[A-Za-z0-9.:\[\]-]{1,255}")
+
+
+def request_origin(environ: dict[str, Any]) -> str:
+    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "localhost")
+    if not HOST_HEADER.fullmatch(host):
+        host = environ.get("SERVER_NAME", "localhost")
+    return f"{environ.get('wsgi.url_scheme', 'http')}://{host}"
 
 
 def set_timer(app: App, req: Request, name: str, seconds_text: str) -> Reply:
@@ -673,6 +767,9 @@ def set_timer(app: App, req: Request, name: str, seconds_text: str) -> Reply:
         body.update(outcome.replaced.countdown(now))
     body.update(timer.miss_fields())
     body["ended_miss"] = outcome.miss is not None
+    token = app.keys().token(name)
+    body["read_only_token"] = token
+    body["read_only_url"] = f"{request_origin(req.environ)}/-/{token}"
     return Reply(200, body, timer_state(timer, now, None))
 
 
@@ -681,7 +778,7 @@ def delete_timer(app: App, req: Request, name: str) -> Reply:
     state = timer_state(timer, req.now_ms, None)
     if timer is None:
         return json_view(name, None, req.now_ms, state, None)
-    body = check_fields(timer, req.now_ms, "ok" if state == "running" else state)
+    body = check_fields(name, timer, req.now_ms, "ok" if state == "running" else state)
     body["message"] = "Timer deleted"
     return Reply(200, body, state)
 
@@ -689,6 +786,7 @@ def delete_timer(app: App, req: Request, name: str) -> Reply:
 ROUTES: list[tuple[re.Pattern[str], dict[str, Callable[..., Reply]]]] = [
     (re.compile(r"/"), {"GET": health, "HEAD": health}),
     (re.compile(r"/robots\.txt"), {"GET": robots, "HEAD": robots}),
+    (re.compile(r"/-/([^/]*)"), {"GET": read_only_check, "HEAD": read_only_check}),
     (
         re.compile(r"/([^/]*)"),
         {"GET": check_timer, "HEAD": check_timer, "DELETE": delete_timer},
@@ -724,12 +822,20 @@ def route(
 # -- app --
 
 STATUS_LINES = {s.value: f"{s.value} {s.phrase}" for s in HTTPStatus}
+MAX_QUERY = 1024  # characters
+MAX_FIELDS = 16  # query parameters
+MAX_HEADERS = 64  # distinct header names
 STORE_UNAVAILABLE = HTTPError(503, "timer store unavailable", [("Retry-After", "5")])
 
 
-def name_hash(name: str | None) -> str:
-    """Logs name a timer by a short hash: anyone who knows a name can reset it."""
-    return hashlib.blake2b(name.encode(), digest_size=4).hexdigest() if name else "-"
+UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: str, limit: int) -> str:
+    """Text for a log line: control characters escaped, then cut to a limit,
+    so nobody can forge a line, hide one, or fill the log."""
+    text = UNSAFE.sub(lambda m: f"\\x{ord(m[0]):02x}", text)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def encode(reply: Reply, request_id: str) -> tuple[str, bytes]:
@@ -763,15 +869,27 @@ def access_line(
     environ: dict[str, Any],
     request_id: str,
     handler: str,
-    name: str | None,
+    name_hash: str,
     reply: Reply,
     started: float,
 ) -> str:
+    method = printable(environ["REQUEST_METHOD"], 16)
+    client = printable(environ.get("REMOTE_ADDR", "-"), 64)
     return (
-        f"{request_id} {environ['REQUEST_METHOD']} {handler} {name_hash(name)}"
-        f" {reply.status} {(time.perf_counter() - started) * 1000:.1f}ms"
-        f" {environ.get('REMOTE_ADDR', '-')}"
+        f"{request_id} {method} {handler} {name_hash} {reply.status}"
+        f" {(time.perf_counter() - started) * 1000:.1f}ms {client}"
     )
+
+
+def check_limits(environ: dict[str, Any]) -> None:
+    """waitress caps the head at 16 KB; within it, the query and the number
+    of headers are capped too."""
+    if len(environ.get("QUERY_STRING", "")) > MAX_QUERY:
+        raise HTTPError(414, "the query string is too long")
+    if len(environ) > MAX_HEADERS:
+        headers = sum(name.startswith("HTTP_") for name in environ)
+        if headers > MAX_HEADERS:
+            raise HTTPError(431, "too many header fields")
 
 
 class App:
@@ -787,6 +905,21 @@ class App:
         self.store, self.clock = store, clock
         self.retention = retention_days * 86400
         self.access = access or (lambda line: access_log.info("%s", line))
+        self._keys: Keys | None = None
+
+    def keys(self) -> Keys:
+        """From the store's secret, fetched once (StoreUnavailable until then)."""
+        if self._keys is None:
+            self._keys = Keys(self.store.secret())
+        return self._keys
+
+    def name_hash(self, name: str | None) -> str:
+        """Logs name a timer by a keyed hash: whoever knows a name can reset
+        it, and an unkeyed hash falls to a dictionary. Until the keys are
+        loaded (at start, or by the first set) the hash is `?`."""
+        if not name:
+            return "-"
+        return self._keys.name_hash(name) if self._keys else "?"
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -796,7 +929,10 @@ class App:
         handler, name, reply = self.handle(environ, request_id)
         content_type, data = encode(reply, request_id)
         respond(start_response, reply, content_type, data, request_id)
-        self.access(access_line(environ, request_id, handler, name, reply, started))
+        name_hash = self.name_hash(name)
+        self.access(
+            access_line(environ, request_id, handler, name_hash, reply, started)
+        )
         return [b""] if environ["REQUEST_METHOD"] == "HEAD" else [data]
 
     def handle(
@@ -806,6 +942,7 @@ class App:
         Every error becomes its answer here."""
         handler_name, name = "-", None
         try:
+            check_limits(environ)
             handler, args = route(
                 environ["REQUEST_METHOD"],
                 environ.get("PATH_INFO") or "/",
@@ -825,11 +962,19 @@ class App:
 
     def request(self, environ: dict[str, Any]) -> Request:
         query = environ.get("QUERY_STRING")
+        try:
+            fields = (
+                parse_qsl(query, keep_blank_values=True, max_num_fields=MAX_FIELDS)
+                if query
+                else []
+            )
+        except ValueError:
+            raise HTTPError(400, "too many query parameters") from None
         return Request(
             environ["REQUEST_METHOD"],
             round(self.clock() * 1000),  # read once per request
             environ,
-            dict(parse_qsl(query, keep_blank_values=True)) if query else {},
+            dict(fields),
         )
 
 
@@ -860,6 +1005,13 @@ CLEAR_MISSES_SQL = """
     UPDATE timers SET misses = 0, miss_expired_at = NULL, miss_reset_at = NULL,
         miss_overdue = NULL
     WHERE timer = ?
+"""
+
+
+GET_SECRET_SQL = "SELECT value FROM secrets WHERE name = 'timercheck'"
+MAKE_SECRET_SQL = """
+    INSERT INTO secrets (name, value) VALUES ('timercheck', ?)
+    ON CONFLICT (name) DO UPDATE SET value = value RETURNING value
 """
 
 
@@ -900,6 +1052,10 @@ class SqliteStore:
                 " miss_overdue INTEGER, old_start_ms INTEGER, old_seconds INTEGER,"
                 " old_expires_at INTEGER)"
             )
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS secrets"
+                " (name TEXT PRIMARY KEY, value BLOB NOT NULL)"
+            )
         except BaseException:
             db.close()
             raise
@@ -937,6 +1093,12 @@ class SqliteStore:
     def clear_misses(self, name: str) -> None:
         self._run(CLEAR_MISSES_SQL, (name,), write=True)
 
+    def secret(self) -> bytes:
+        row = self._run(GET_SECRET_SQL, (), write=False)
+        if row is None:  # the first process to ask makes it; a racer gets it
+            row = self._run(MAKE_SECRET_SQL, (os.urandom(32),), write=True)
+        return bytes(row[0])
+
 
 def dynamodb_client(region: str | None = None, pool: int = 10) -> Any:
     """One client for the whole process: creating one costs over 100 ms."""
@@ -954,6 +1116,9 @@ def error_code(e: Exception) -> str:
     if isinstance(e, ClientError):
         return e.response.get("Error", {}).get("Code", "ClientError")
     return type(e).__name__
+
+
+SECRET_KEY = "~secret"
 
 
 def key(name: str) -> dict[str, dict[str, str]]:
@@ -1035,6 +1200,18 @@ class DynamoStore:
     def delete(self, name: str) -> Timer | None:
         answer = self._call("delete_item", Key=key(name), ReturnValues="ALL_OLD")
         return from_item(name, answer.get("Attributes"))
+
+    def secret(self) -> bytes:
+        """Kept in the table, under a key no timer name can take (a name
+        starts with a letter or digit); the first task to ask makes it."""
+        answer = self._call(
+            "update_item",
+            Key=key(SECRET_KEY),
+            UpdateExpression="SET secret = if_not_exists(secret, :new)",
+            ExpressionAttributeValues={":new": {"B": os.urandom(32)}},
+            ReturnValues="ALL_NEW",
+        )
+        return answer["Attributes"]["secret"]["B"]
 
     def create_table(self) -> None:
         """Create the table as extensions/service-ecs.yml does, if it is missing."""
@@ -1149,6 +1326,9 @@ class Breaker:
     def clear_misses(self, name: str) -> None:
         self._call(self.store.clear_misses, name)
 
+    def secret(self) -> bytes:
+        return self._call(self.store.secret)
+
 
 # -- entry point --
 
@@ -1179,6 +1359,9 @@ def server_options(config: Config) -> dict[str, Any]:
         "cleanup_interval": 1,  # else idle channels outlive channel_timeout by 30 s
         "connection_limit": config.connection_limit,
         "max_request_body_size": 16384,
+        # An ALB accepts request lines and headers up to 16 KB; waitress's
+        # default of 256 KB let one head cost a quarter of a CPU second.
+        "max_request_header_size": 16384,
         "asyncore_use_poll": True,
         "clear_untrusted_proxy_headers": True,
     }
@@ -1187,6 +1370,37 @@ def server_options(config: Config) -> dict[str, Any]:
         options["trusted_proxy_count"] = config.trusted_proxy_count
         options["trusted_proxy_headers"] = "x-forwarded-for x-forwarded-proto"
     return options
+
+
+class RequestParser(waitress.parser.HTTPRequestParser):
+    """waitress 3.0.2 answers `Expect: 100-continue` on a request without a
+    body with a 100, then waits for a body that never comes: the request is
+    never served. There is nothing to continue to without a body."""
+
+    def parse_header(self, header_plus: bytes) -> None:
+        super().parse_header(header_plus)
+        if not self.chunked and not self.content_length:
+            self.expect_continue = False
+
+
+class Channel(waitress.channel.HTTPChannel):
+    parser_class = RequestParser
+
+
+SERVING = re.compile(r"(while serving) .*", re.S)
+
+
+class SafeLines(logging.Filter):
+    """Every line the process logs, waitress's included: control characters
+    escaped and long lines cut, and no request path (a path holds a timer's
+    name or token; waitress logs it when a client disconnects)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.name.startswith("waitress"):
+            message = SERVING.sub(r"\1 a request", message)
+        record.msg, record.args = printable(message, 2000), None
+        return True
 
 
 ACCESS = "INFO timercheck.access"
@@ -1209,14 +1423,19 @@ def access_writer(stream: Any) -> Callable[[str], None]:
     return write
 
 
-def probe(store: Store) -> None:
-    """Say at start whether the store answers; serve either way (503s till it does)."""
-    try:
-        store.get("timercheck-startup-probe")
-    except StoreUnavailable as e:
-        log.error("the timer store is unavailable: %s", e)
-    else:
-        log.info("the timer store answers")
+def probe(app: App, retry: float = 5.0) -> None:
+    """Say at start whether the store answers, and load the keys from its
+    secret, trying again until it answers; serve either way (with 503s)."""
+    while True:
+        try:
+            app.store.get("timercheck-startup-probe")
+            app.keys()
+        except StoreUnavailable as e:
+            log.error("the timer store is unavailable: %s", e)
+            time.sleep(retry)
+        else:
+            log.info("the timer store answers")
+            return
 
 
 def stop(signum: int, frame: object) -> None:
@@ -1236,14 +1455,23 @@ def serve(config: Config) -> int:
         reason = getattr(cause, "strerror", None) or str(cause or e)
         log.error("cannot listen on %s port %s: %s", config.host, config.port, reason)
         return 1
-    signal.signal(signal.SIGTERM, stop)
-    log.info(
-        "timercheck serving on http://%s:%s with %s",
-        server.effective_host,
-        server.effective_port,
-        store_label(config),
+    # A host name may resolve to several addresses, each its own listener.
+    listeners = (
+        getattr(server, "map", {}).values()
+        if not hasattr(server, "effective_port")
+        else [server]
     )
-    threading.Thread(target=probe, args=(store,), daemon=True).start()
+    for listener in listeners:
+        listener.channel_class = Channel
+        host = listener.effective_host
+        log.info(
+            "timercheck serving on http://%s:%s with %s",
+            f"[{host}]" if ":" in host else host,
+            listener.effective_port,
+            store_label(config),
+        )
+    signal.signal(signal.SIGTERM, stop)
+    threading.Thread(target=probe, args=(app,), daemon=True).start()
     try:
         server.run()  # returns on SystemExit, having closed the sockets
     finally:
@@ -1285,6 +1513,8 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stdout,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(SafeLines())
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     # An access line for every request: skip what our format never shows.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False

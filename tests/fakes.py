@@ -45,6 +45,10 @@ class FailingStore:
 
     put = delete = add_miss = clear_misses = get  # type: ignore[assignment]
 
+    def secret(self) -> bytes:
+        self.get()
+        return bytes(32)
+
 
 class StuckStore:
     """A store whose calls wait until the test lets them go."""
@@ -59,6 +63,10 @@ class StuckStore:
         return None
 
     put = delete = add_miss = clear_misses = get  # type: ignore[assignment]
+
+    def secret(self) -> bytes:
+        self.get()
+        return bytes(32)
 
 
 def record_calls(client: Any) -> list[tuple[str, dict[str, Any]]]:

@@ -218,8 +218,10 @@ def test_repeated_failure_reports_are_one_outage(
 def test_a_miss_costs_one_more_write_and_a_reset_one(
     dynamo: DynamoStore, clock: FakeClock
 ) -> None:
+    wsgi = App(dynamo, clock)
+    wsgi.keys()  # the secret is read once per process, at start
     calls = record_calls(dynamo.client)
-    app = TestApp(App(dynamo, clock))
+    app = TestApp(wsgi)
     app.get("/job/60")
     app.get("/job/60")
     assert [operation for operation, _ in calls] == ["UpdateItem", "UpdateItem"]

@@ -79,7 +79,7 @@ def poller(url: str, seen: Path) -> str:
 def test_the_readme_poller_alerts_once_per_miss(tmp_path: Path) -> None:
     seen = tmp_path / "misses"
     with service({"TIMERCHECK_DB": str(tmp_path / "t.db")}) as server:
-        url = f"http://127.0.0.1:{server.port}/backup"
+        url = call(server.port, "GET", "/backup/60").json["read_only_url"]
 
         def poll() -> str:
             script = poller(url, seen)
@@ -87,20 +87,19 @@ def test_the_readme_poller_alerts_once_per_miss(tmp_path: Path) -> None:
                 ["sh", "-c", script], capture_output=True, text=True, timeout=30
             ).stdout
 
-        assert poll().startswith("ALERT nightly-backup: {")  # never set: a 404
-        assert not seen.exists()
-        call(server.port, "GET", "/backup/60")
         assert poll() == ""
         assert seen.read_text() == "0\n"
         call(server.port, "GET", "/backup/1")
         time.sleep(1.1)
         call(server.port, "GET", "/backup/60")  # expired and reset unseen
         alert = poll()
-        assert (
-            alert.startswith("ALERT nightly-backup: {") and '"status":"missed"' in alert
-        )
+        assert alert.startswith("ALERT nightly-backup: {")
+        assert '"status":"missed"' in alert and "backup" not in alert[22:]
         assert seen.read_text() == "1\n"
         assert poll() == ""
+        call(server.port, "DELETE", "/backup")
+        assert '"errorMessage":"404: ' in poll()
+        assert seen.read_text() == "1\n"
 
 
 def test_the_readme_backup_command_copies_a_running_database(tmp_path: Path) -> None:

@@ -484,8 +484,8 @@ HOSTILE: list[tuple[str, bytes, int, str]] = [
     (
         "1000 headers",
         request("GET", "/", tuple(f"X-H{i}: v" for i in range(1000))),
-        200,
-        TEXT,
+        431,
+        JSON,
     ),
     ("latin-1 header value", request("GET", "/", (b"X-A: \xff\xfe",)), 200, TEXT),
     ("HTTP/1.0 without Host", b"GET / HTTP/1.0\r\n\r\n", 200, TEXT),

@@ -1,0 +1,286 @@
+"""A timer's name is its only secret. Read-only URLs that never write and
+never show the name; logs nobody can forge and that never show a name;
+request heads with bounds. WebTest on both stores, then the real server."""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from webtest import TestApp
+
+from fakes import FakeClock, record_calls
+from support import call, create_table, dynamo_env, moto_server, raw, service
+from timercheck import App, DynamoStore, Keys, SafeLines, SqliteStore, printable
+
+TOKEN = re.compile(r"[A-Za-z0-9_-]{22,}")
+
+
+def read_only_url(app: TestApp, name: str, seconds: int = 60) -> str:
+    answer = app.get(f"/{name}/{seconds}").json
+    assert (
+        answer["read_only_url"] == f"http://localhost:80/-/{answer['read_only_token']}"
+    )
+    return f"/-/{answer['read_only_token']}"
+
+
+# -- read-only URLs --
+
+
+def test_a_read_only_url_checks_without_the_name(
+    app: TestApp, clock: FakeClock
+) -> None:
+    url = read_only_url(app, "nightly-backup")
+    assert TOKEN.fullmatch(url[3:]) and "nightly" not in url
+    clock.advance(20)
+    answer = app.get(url)
+    assert answer.headers["X-Timer-Status"] == "running"
+    body = answer.json
+    assert body == {
+        "timer": "timer",
+        "request_id": answer.headers["X-Request-Id"],
+        "status": "ok",
+        "now": body["now"],
+        "start_time": body["now"] - 20,
+        "start_seconds": 60,
+        "seconds_elapsed": 20,
+        "seconds_remaining": 40,
+        "message": "Timer still running",
+        "misses": 0,
+    }
+    assert "nightly-backup" not in answer.text
+    assert app.head(url).body == b""
+
+
+def test_a_read_only_url_answers_every_view(app: TestApp, clock: FakeClock) -> None:
+    url = read_only_url(app, "job")
+    clock.advance(70)
+    app.get("/job/60")  # expired and reset: one miss
+    assert app.get(f"{url}?format=text").text == "running 60\n"
+    assert app.get(f"{url}?since=0", status=504).json["status"] == "missed"
+    assert app.get(f"{url}?since=1").json["status"] == "ok"
+    svg = app.get(f"{url}?format=svg&label=nightly%20backup")
+    assert ">nightly backup</text>" in svg.text and "missed 1×" in svg.text
+    assert ">job<" not in svg.text
+    shields = app.get(f"{url}?format=shields").json
+    assert shields == {
+        "schemaVersion": 1,
+        "label": "timer",
+        "message": "missed 1× · running",
+        "color": "yellow",
+    }
+    clock.advance(60)
+    assert app.get(url, status=504).json["status"] == "expired"
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
+def test_a_read_only_url_never_writes(
+    app: TestApp, clock: FakeClock, method: str
+) -> None:
+    url = read_only_url(app, "job")
+    clock.advance(61)
+    answer = app.request(url, method=method, status=405)
+    assert answer.headers["Allow"] == "GET, HEAD"
+    app.get(f"{url}/600", status=400)
+    assert app.get("/job", status=504).json["start_seconds"] == 60
+
+
+def test_a_read_only_check_on_dynamodb_only_reads(
+    dynamo: DynamoStore, clock: FakeClock
+) -> None:
+    app = TestApp(App(dynamo, clock))
+    url = read_only_url(app, "job")
+    calls = record_calls(dynamo.client)
+    for query in ("", "?format=svg", "?format=text", "?since=0", "?format=shields"):
+        app.get(url + query)
+    assert [operation for operation, _ in calls] == ["GetItem"] * 5
+
+
+def test_the_token_is_stable_for_the_store_and_opaque(
+    store: Any, clock: FakeClock
+) -> None:
+    first = TestApp(App(store, clock))
+    url = read_only_url(first, "job")
+    assert read_only_url(first, "job") == url
+    again = TestApp(App(store, clock))  # another task, or after a restart
+    assert read_only_url(again, "job") == url
+    assert read_only_url(again, "jobs") != url
+    assert again.get(url).json["status"] == "ok"
+
+
+def test_a_token_from_another_store_or_altered_is_unknown(
+    app: TestApp, tmp_path: Path, clock: FakeClock
+) -> None:
+    url = read_only_url(app, "job")
+    elsewhere = TestApp(App(SqliteStore(str(tmp_path / "other.db")), clock))
+    elsewhere.get("/job/60")
+    message = "404: no timer has that read-only URL"
+    assert elsewhere.get(url, status=404).json["errorMessage"] == message
+    altered = url[:-2] + ("A" if url[-2] != "A" else "B") + url[-1]
+    assert app.get(altered, status=404).json["errorMessage"] == message
+    for token in ("x", "job", "-" * 40, "%00" * 30):
+        app.get(f"/-/{token}", status=404)
+
+
+def test_a_token_cannot_be_read_without_the_secret() -> None:
+    token = Keys(b"\1" * 32).token("victim")
+    assert Keys(b"\1" * 32).name(token) == "victim"
+    assert Keys(b"\2" * 32).name(token) is None
+    assert "victim" not in token
+
+
+@pytest.mark.parametrize("label", ["", "x" * 65, "a%0Ab", "a%1Bb"])
+def test_a_bad_label_is_400(app: TestApp, label: str) -> None:
+    url = read_only_url(app, "job")
+    app.get(f"{url}?format=svg&label={label}", status=400)
+
+
+def test_an_svg_can_run_nothing(app: TestApp) -> None:
+    answer = app.get("/job?format=svg")
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    policy = "default-src 'none'; style-src 'unsafe-inline'"
+    assert answer.headers["Content-Security-Policy"] == policy
+
+
+# -- bounded requests --
+
+
+def test_a_long_query_is_414(app: TestApp) -> None:
+    app.get("/job?x=" + "a" * 1022, status=404)  # 1,024 characters
+    app.get("/job?x=" + "a" * 1023, status=414)
+
+
+def test_many_query_parameters_are_400(app: TestApp) -> None:
+    app.get("/job?" + "&".join(f"p{i}=1" for i in range(16)), status=404)
+    answer = app.get("/job?" + "&".join(f"p{i}=1" for i in range(17)), status=400)
+    assert answer.json["errorMessage"] == "400: too many query parameters"
+
+
+def test_many_headers_are_431(app: TestApp) -> None:
+    app.get("/", headers={f"X-H{i}": "1" for i in range(60)})
+    answer = app.get("/", headers={f"X-H{i}": "1" for i in range(65)}, status=431)
+    assert answer.json["errorMessage"] == "431: too many header fields"
+
+
+def test_only_the_start_of_a_user_agent_is_read(app: TestApp, clock: FakeClock) -> None:
+    slack = {"User-Agent": "Slackbot 1.0 " + "x" * 250_000}
+    assert app.get("/job/60", headers=slack, status=404).headers["X-Timer-Ignored"]
+    late = {"User-Agent": "x" * 600 + " Slackbot"}
+    assert "X-Timer-Ignored" not in app.get("/job/60", headers=late).headers
+
+
+# -- logs --
+
+
+def test_log_text_is_escaped_and_cut() -> None:
+    assert printable("a\nb\x1b[31mc\x00\u2028", 100) == "a\\x0ab\\x1b[31mc\\x00\\x2028"
+    assert printable("x" * 20, 8) == "x" * 8 + "..."
+
+
+def test_waitress_lines_never_hold_a_path() -> None:
+    record = logging.LogRecord(
+        "waitress", logging.INFO, __file__, 1,
+        "Client disconnected while serving %s", ("/victim\n2026 INFO forged",), None,
+    )  # fmt: skip
+    assert SafeLines().filter(record)
+    assert record.getMessage() == "Client disconnected while serving a request"
+
+
+# -- the real server --
+
+
+def lines_written(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line]
+
+
+STAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ [\w.]+ ")
+
+
+def test_no_log_line_can_be_forged_or_hold_a_name(tmp_path: Path) -> None:
+    attacks = [
+        b"GET /victim%0a2026-01-01%2000:00:00,000%20INFO%20forged/60 HTTP/1.1\r\n",
+        b"GET /victim%1b[2J/60 HTTP/1.1\r\n",
+        b"GET /victim%00zero/60 HTTP/1.1\r\n",
+        b"GET /victim-name/60 HTTP/1.1\r\n",
+        b"X" * 5000 + b" /victim-name/60 HTTP/1.1\r\n",
+        b"GET\x1b[2J /victim-name HTTP/1.1\r\n",
+    ]
+    with service({"TIMERCHECK_DB": str(tmp_path / "t.db")}) as server:
+        for attack in attacks:
+            # pipelined, then gone before the answers: waitress logs a disconnect
+            request = attack + b"Host: x\r\n\r\n"
+            with socket.create_connection(("127.0.0.1", server.port)) as sock:
+                sock.sendall(request * 300)
+                sock.shutdown(socket.SHUT_WR)
+        time.sleep(0.5)
+        assert call(server.port, "GET", "/").status == 200
+        output = server.output()
+    assert "Client disconnected while serving a request" in output
+    assert "victim" not in output
+    assert "INFO forged" not in output
+    for line in lines_written(output):
+        assert STAMP.match(line), line
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", line), line
+        assert len(line) < 2200
+
+
+def test_a_head_over_16_kb_is_refused(tmp_path: Path) -> None:
+    with service({"TIMERCHECK_DB": str(tmp_path / "t.db")}) as server:
+        big = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 17000 + b"\r\n\r\n"
+        assert (
+            raw(server.port, big)
+            .split(b"\r\n")[0]
+            .endswith(b" 431 Request Header Fields Too Large")
+        )
+        small = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 15000
+        assert raw(server.port, small + b"\r\nConnection: close\r\n\r\n").startswith(
+            b"HTTP/1.1 200 "
+        )
+
+
+def test_expect_100_continue_without_a_body_is_served(tmp_path: Path) -> None:
+    with service({"TIMERCHECK_DB": str(tmp_path / "t.db")}) as server:
+        answer = raw(
+            server.port,
+            b"GET /job/60 HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Connection: close\r\n\r\n",
+        )
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer[:100]
+        assert call(server.port, "GET", "/job").status == 200
+        with_body = raw(
+            server.port,
+            b"PUT /job/90 HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: 2\r\nConnection: close\r\n\r\n{}",
+        )
+        assert b"HTTP/1.1 200 OK\r\n" in with_body
+        assert call(server.port, "GET", "/job").json["start_seconds"] == 90
+
+
+def token_from(port: int, name: str) -> str:
+    return call(port, "GET", f"/{name}/60").json["read_only_token"]
+
+
+def test_two_processes_and_a_restart_share_tokens_on_sqlite(tmp_path: Path) -> None:
+    env = {"TIMERCHECK_DB": str(tmp_path / "t.db")}
+    with service(env) as one, service(env) as two:
+        token = token_from(one.port, "job")
+        assert token_from(two.port, "job") == token
+        assert call(two.port, "GET", f"/-/{token}").status == 200
+    with service(env) as again:
+        assert token_from(again.port, "job") == token
+
+
+def test_two_processes_and_a_restart_share_tokens_on_dynamodb() -> None:
+    with moto_server() as store:
+        env = dynamo_env(store.port)
+        create_table(env)
+        with service(env) as one, service(env) as two:
+            token = token_from(one.port, "job")
+            assert token_from(two.port, "job") == token
+        with service(env) as again:
+            assert call(again.port, "GET", f"/-/{token}").status == 200
