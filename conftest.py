@@ -4,12 +4,13 @@ The fakes live in tests/fakes.py, the servers and clients in tests/support.py.""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from moto import mock_aws
 from webtest import TestApp
 
-from fakes import FakeClock, serialize_item_operations
+from fakes import FakeClock, record_calls, serialize_item_operations
 from timercheck import App, DynamoStore, SqliteStore, Store, dynamodb_client
 
 
@@ -48,3 +49,14 @@ def store(request: pytest.FixtureRequest, tmp_path: object) -> Store:
 @pytest.fixture
 def app(store: Store, clock: FakeClock) -> TestApp:
     return TestApp(App(store, clock))
+
+
+@pytest.fixture
+def recorded(
+    dynamo: DynamoStore, clock: FakeClock
+) -> tuple[TestApp, list[tuple[str, dict[str, Any]]]]:
+    """An app on moto, and every DynamoDB operation it makes from now on.
+    Its keys are loaded first, as at start: the secret is read once."""
+    app = App(dynamo, clock)
+    app.keys()
+    return TestApp(app), record_calls(dynamo.client)

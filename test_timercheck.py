@@ -20,7 +20,6 @@ from fakes import (
     FakeClock,
     StuckStore,
     failing_responses,
-    record_calls,
 )
 from support import free_port
 from timercheck import (
@@ -715,12 +714,9 @@ def test_store_down_answers_503_and_health_stays_up(clock: FakeClock) -> None:
 
 
 def test_each_operation_is_one_dynamodb_request(
-    dynamo: DynamoStore, clock: FakeClock
+    recorded: tuple[TestApp, list[tuple[str, dict[str, Any]]]], clock: FakeClock
 ) -> None:
-    wsgi = App(dynamo, clock)
-    wsgi.keys()  # the secret is read once per process, at start
-    calls = record_calls(dynamo.client)
-    app = TestApp(wsgi)
+    app, calls = recorded
     app.get("/job/60")
     app.get("/job/60")
     app.get("/job")

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from webtest import TestApp
 
-from fakes import START, FailingStore, FakeClock, record_calls
-from timercheck import App, DynamoStore, human
+from fakes import START, FailingStore, FakeClock
+from timercheck import App, human
 
 T0 = int(START)
 
@@ -216,12 +216,9 @@ def test_repeated_failure_reports_are_one_outage(
 
 
 def test_a_miss_costs_one_more_write_and_a_reset_one(
-    dynamo: DynamoStore, clock: FakeClock
+    recorded: tuple[TestApp, list[tuple[str, dict[str, Any]]]], clock: FakeClock
 ) -> None:
-    wsgi = App(dynamo, clock)
-    wsgi.keys()  # the secret is read once per process, at start
-    calls = record_calls(dynamo.client)
-    app = TestApp(wsgi)
+    app, calls = recorded
     app.get("/job/60")
     app.get("/job/60")
     assert [operation for operation, _ in calls] == ["UpdateItem", "UpdateItem"]
