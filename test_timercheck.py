@@ -796,13 +796,21 @@ def test_access_log_has_a_hash_never_the_name(
     assert " GET set_timer " in line and " 200 " in line
 
 
+def run_probe(app: App, retry: float = 5.0) -> None:
+    """The probe retries until the store answers: give up on it after 5 s."""
+    thread = threading.Thread(target=probe, args=(app, retry), daemon=True)
+    thread.start()
+    thread.join(5)
+    assert not thread.is_alive(), "the probe never saw the store answer"
+
+
 def test_start_up_probe_says_whether_the_store_answers(
     store: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "timercheck")
     app = App(store)
     assert app.name_hash("job") == "?"
-    probe(app)
+    run_probe(app)
     assert re.fullmatch(r"[0-9a-f]{24}", app.name_hash("job"))
     flaky = FailingStore(StoreUnavailable("sqlite: unable to open database file"))
     fail_once = flaky.get
@@ -814,7 +822,7 @@ def test_start_up_probe_says_whether_the_store_answers(
             flaky.down = False
 
     flaky.get = get  # type: ignore[method-assign]
-    probe(App(flaky), retry=0)
+    run_probe(App(flaky), retry=0)
     messages = [(r.levelno, r.getMessage()) for r in caplog.records]
     assert messages == [
         (logging.INFO, "the timer store answers"),

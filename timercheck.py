@@ -129,9 +129,9 @@ class Setting:
 
     def problem(self, text: str) -> str | None:
         if self.kind == "integer":
-            if not re.fullmatch(r"[0-9]{1,9}", text, re.ASCII):
+            if not re.fullmatch(r"[0-9]+", text, re.ASCII):
                 return "not a whole number"
-            if not self.low <= int(text) <= self.high:
+            if len(text) > 9 or not self.low <= int(text) <= self.high:
                 return "out of range"
         elif self.kind == "level" and text.upper() not in LEVELS:
             return "not a log level"

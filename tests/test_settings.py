@@ -40,7 +40,7 @@ def start(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[st
         ("PORT", "80_80", "not a whole number"),
         ("PORT", "٨٠", "not a whole number"),
         ("PORT", " 80", "not a whole number"),
-        ("PORT", "9" * 5000, "not a whole number"),
+        ("PORT", "9" * 5000, "out of range"),
         ("HOST", "999.1.1.1", "not an IP address or a host name"),
         ("HOST", "bad host", "not an IP address or a host name"),
         ("LOG_LEVEL", "LOUD", "allowed: DEBUG, INFO, WARNING, ERROR, CRITICAL"),
@@ -152,6 +152,133 @@ def test_the_ends_of_a_range_are_allowed(value: str) -> None:
     assert Config.from_env({"PORT": value}).port == int(value)
 
 
-def test_a_bad_value_names_its_variable() -> None:
-    with pytest.raises(ConfigError, match=r"^PORT='65536': out of range"):
-        Config.from_env({"PORT": "65536"})
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("PORT", "65536", "PORT='65536': out of range; allowed: 0 to 65535"),
+        ("PORT", "1e3", "PORT='1e3': not a whole number; allowed: 0 to 65535"),
+        (
+            "PORT",
+            "0123456789",
+            "PORT='0123456789': out of range; allowed: 0 to 65535",
+        ),
+        (
+            "TIMERCHECK_THREADS",
+            "257",
+            "TIMERCHECK_THREADS='257': out of range; allowed: 1 to 256",
+        ),
+        (
+            "LOG_LEVEL",
+            "verbose",
+            "LOG_LEVEL='verbose': not a log level;"
+            " allowed: DEBUG, INFO, WARNING, ERROR, CRITICAL",
+        ),
+        (
+            "HOST",
+            "1.2.3.4.5",
+            "HOST='1.2.3.4.5': not an IP address or a host name;"
+            " allowed: an IP address or a host name",
+        ),
+        (
+            "HOST",
+            "-bad.example",
+            "HOST='-bad.example': not an IP address or a host name;"
+            " allowed: an IP address or a host name",
+        ),
+        (
+            "TIMERCHECK_DB",
+            ":memory:",
+            "TIMERCHECK_DB=':memory:': an in-memory database: each thread would get"
+            " its own, empty; allowed: a file path, or a file: URI",
+        ),
+    ],
+)
+def test_a_bad_value_names_its_variable_its_problem_and_its_range(
+    name: str, value: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        Config.from_env({name: value})
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
+    ("host", "valid"),
+    [
+        ("127.0.0.1", True),
+        ("0.0.0.0", True),
+        ("::", True),
+        ("::1", True),
+        ("localhost", True),
+        ("timercheck.internal", True),
+        ("a-b.example.com", True),
+        ("x" * 63 + ".example", True),
+        ("999.1.1.1", False),
+        ("1.2.3", False),
+        ("10", False),
+        ("x" * 64 + ".example", False),
+        ("-a.example", False),
+        ("a-.example", False),
+        ("a..example", False),
+        ("a b", False),
+        ("a_b.example", False),
+    ],
+)
+def test_host_names_and_addresses(host: str, valid: bool) -> None:
+    if valid:
+        assert Config.from_env({"HOST": host}).host == host
+    else:
+        with pytest.raises(ConfigError, match=r"^HOST="):
+            Config.from_env({"HOST": host})
+
+
+@pytest.mark.parametrize(
+    ("path", "in_memory"),
+    [
+        ("timercheck.db", False),
+        ("/data/timercheck.db", False),
+        ("memory.db", False),
+        (":memory:", True),
+        ("file:t.db", False),
+        ("file:t.db?mode=ro", False),
+        ("file:t.db?cache=shared&mode=rw", False),
+        ("file:t.db?mode=memory", True),
+        ("file:t.db?cache=shared&mode=memory", True),
+        ("file::memory:", True),
+        ("file::memory:?cache=shared", True),
+        ("file:", True),
+        ("file:?mode=ro", True),
+        ("file:mode=memory.db", False),
+        ("FILE::memory:", False),  # not a URI to SQLite: a file of that name
+    ],
+)
+def test_an_in_memory_database_is_refused(path: str, in_memory: bool) -> None:
+    if in_memory:
+        with pytest.raises(ConfigError, match=r"in-memory database"):
+            Config.from_env({"TIMERCHECK_DB": path})
+    else:
+        assert Config.from_env({"TIMERCHECK_DB": path}).sqlite_path == path
+
+
+@pytest.mark.parametrize("level", ["debug", "Info", "WARNING", "error", "critical"])
+def test_log_levels_in_any_case(level: str) -> None:
+    assert Config.from_env({"LOG_LEVEL": level}).log_level == level.upper()
+
+
+def test_every_setting_says_what_it_allows() -> None:
+    from timercheck import SETTINGS
+
+    allowed = {setting.name: setting.allowed() for setting in SETTINGS}
+    assert allowed == {
+        "TABLE_NAME": "any text",
+        "TIMERCHECK_DB": "a file path, or a file: URI",
+        "REGION": "any text",
+        "TIMERCHECK_RETENTION_DAYS": "1 to 3650",
+        "HOST": "an IP address or a host name",
+        "PORT": "0 to 65535",
+        "TIMERCHECK_THREADS": "1 to 256",
+        "TIMERCHECK_CHANNEL_TIMEOUT": "1 to 86400",
+        "TIMERCHECK_CONNECTION_LIMIT": "1 to 100000",
+        "TIMERCHECK_TRUSTED_PROXY": "any text",
+        "TIMERCHECK_TRUSTED_PROXY_COUNT": "1 to 10",
+        "LOG_LEVEL": "DEBUG, INFO, WARNING, ERROR, CRITICAL",
+    }
