@@ -27,6 +27,7 @@ from timercheck import (
     Breaker,
     Config,
     DynamoStore,
+    Miss,
     SqliteStore,
     StoreUnavailable,
     Timer,
@@ -75,6 +76,7 @@ def test_health_never_touches_the_store(clock: FakeClock) -> None:
 
 def test_robots_txt_disallows_everything(app: TestApp) -> None:
     response = app.get("/robots.txt")
+    assert response.status_int == 200
     assert response.text == "User-agent: *\nDisallow: /\n"
     assert response.headers["Content-Type"] == "text/plain"
 
@@ -605,6 +607,33 @@ def test_locked_sqlite_is_503_after_the_busy_timeout(
     app.get("/job/90")
 
 
+def test_a_write_waits_for_the_process_write_lock_at_most_its_timeout(
+    tmp_path: Any,
+) -> None:
+    store = SqliteStore(str(tmp_path / "t.db"), timeout=0.1)
+    store._write_lock.acquire()
+    try:
+        with pytest.raises(StoreUnavailable) as refused:
+            store.put(Timer("job", 0, 60, 100))
+        assert str(refused.value) == "sqlite: timed out waiting for the write lock"
+        assert store.get("job") is None  # reads never wait for it
+    finally:
+        store._write_lock.release()
+
+
+def test_a_sqlite_error_says_what_sqlite_said(
+    tmp_path: Any, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = str(tmp_path / "timers.db")
+    TestApp(App(SqliteStore(path), clock)).get("/job/60")
+    app = TestApp(App(SqliteStore(f"file:{path}?mode=ro"), clock))
+    app.get("/job/60", status=503)
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.endswith(
+        ": store unavailable: sqlite: attempt to write a readonly database"
+    )
+
+
 def test_a_file_that_is_not_a_database_is_503(tmp_path: Any, clock: FakeClock) -> None:
     path = tmp_path / "timers.db"
     path.write_bytes(b"not a database " * 100)
@@ -679,8 +708,9 @@ def test_breaker_fails_fast_while_two_calls_are_stuck() -> None:
     breaker = Breaker(store, slots=4, stuck=1.0, clock=clock)
     threads = start_stuck_calls(breaker, store, 2)
     clock.advance(1.01)
-    with pytest.raises(StoreUnavailable, match="not answering"):
+    with pytest.raises(StoreUnavailable) as refused:
         breaker.get("job")
+    assert str(refused.value) == "store not answering: failing fast"
     assert store.calls == 2
     store.release.set()
     for thread in threads:
@@ -688,13 +718,103 @@ def test_breaker_fails_fast_while_two_calls_are_stuck() -> None:
     assert breaker.get("job") is None
 
 
+def test_breaker_calls_are_stuck_only_past_a_second() -> None:
+    """Two calls in flight for exactly 1 s are slow, not stuck: a third goes
+    through. (The clock reads 1000 s: only differences count.)"""
+    store, clock = StuckStore(), FakeClock(1000)
+    breaker = Breaker(store, clock=clock)
+    threads = start_stuck_calls(breaker, store, 2)
+    clock.advance(1.0)
+    threading.Timer(0.2, store.release.set).start()
+    assert breaker.get("job") is None
+    for thread in threads:
+        thread.join()
+    assert store.calls == 3
+
+
+def test_breaker_defaults_open_after_3_failures_for_2_seconds() -> None:
+    store, clock = FailingStore(), FakeClock(0)
+    breaker = Breaker(store, clock=clock)
+    for _ in range(3):
+        with pytest.raises(StoreUnavailable, match="^down$"):
+            breaker.get("job")
+    with pytest.raises(StoreUnavailable) as refused:
+        breaker.get("job")
+    assert str(refused.value) == "store down: failing fast"
+    clock.advance(1.999)
+    with pytest.raises(StoreUnavailable, match="failing fast"):
+        breaker.get("job")
+    assert store.calls == 3
+    clock.advance(0.001)
+    store.down = False
+    assert breaker.get("job") is None
+    assert store.calls == 4
+
+
+def test_breaker_lets_one_probe_through_at_a_time() -> None:
+    """While the probe after a pause is in flight, other calls still fail fast."""
+    store, clock = FailingStore(), FakeClock(0)
+    breaker = Breaker(store, clock=clock)
+    for _ in range(3):
+        with pytest.raises(StoreUnavailable):
+            breaker.get("job")
+    clock.advance(2)
+    store.down = False
+    entered, release = threading.Event(), threading.Event()
+    answer = store.get
+
+    def slow_get(*args: Any) -> None:
+        entered.set()
+        release.wait(10)
+        return answer(*args)
+
+    store.get = slow_get  # type: ignore[method-assign]
+    probe_call = threading.Thread(target=breaker.get, args=("job",))
+    probe_call.start()
+    assert entered.wait(5)
+    with pytest.raises(StoreUnavailable, match="store down: failing fast"):
+        breaker.delete("job")
+    release.set()
+    probe_call.join()
+    assert breaker.delete("job") is None
+
+
+def test_breaker_passes_every_call_through_with_its_arguments(
+    store: Any, clock: FakeClock
+) -> None:
+    breaker = Breaker(store)
+    timer = Timer("job", 1_000_000, 60, 2_000)
+    assert breaker.put(timer) is None
+    assert breaker.get("job") == timer
+    assert breaker.add_miss("job", Miss(1, 2, 1)) == 1
+    assert breaker.get("job").misses == 1
+    breaker.clear_misses("job")
+    assert breaker.get("job") == timer
+    assert breaker.delete("job") == timer
+    assert breaker.get("job") is None
+    assert breaker.secret() == store.secret()
+
+
+def test_make_store_sizes_the_client_and_the_breaker_to_the_threads(
+    fake_aws: None,
+) -> None:
+    breaker = make_store(Config(table_name="t", region="eu-west-1", threads=5))
+    assert isinstance(breaker, Breaker) and isinstance(breaker.store, DynamoStore)
+    assert breaker.store.table == "t"
+    assert breaker.store.client.meta.region_name == "eu-west-1"
+    assert breaker.store.client.meta.config.max_pool_connections == 7
+    assert breaker._slots.qsize() == 3
+    assert make_store(Config(threads=1))._slots.qsize() == 1
+
+
 def test_breaker_keeps_threads_free_for_other_requests() -> None:
     store, clock = StuckStore(), FakeClock(0)
     breaker = Breaker(store, slots=2, clock=clock)
     threads = start_stuck_calls(breaker, store, 2)
     started = time.monotonic()
-    with pytest.raises(StoreUnavailable, match="busy"):
+    with pytest.raises(StoreUnavailable) as refused:
         breaker.get("job")
+    assert str(refused.value) == "every store slot is busy"
     assert time.monotonic() - started < 1
     store.release.set()
     for thread in threads:

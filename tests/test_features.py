@@ -87,6 +87,8 @@ def test_since_reports_a_miss_the_poller_has_not_seen(
     assert answer.json["misses"] == 1
     assert answer.headers["X-Timer-Status"] == "missed"
     assert answer.json["errorMessage"] == "timer missed an expiry"
+    assert answer.json["message"] == "Timer expired and was reset since your last check"
+    assert answer.json["timer"] == "job"
     assert app.get("/job?since=1").status_int == 200
     assert app.head("/job?since=0", status=504).body == b""
 
@@ -398,18 +400,33 @@ def test_badge_head_has_no_body(app: TestApp) -> None:
 
 
 @pytest.mark.parametrize(
-    ("setup", "message", "color", "state"),
+    ("setup", "query", "message", "color", "state"),
     [
-        ([], "never set", "lightgrey", "never-set"),
-        ([("/job/3600", 0)], "running · 1h left", "brightgreen", "running"),
-        ([("/job/60", 3)], "running · 57s left", "brightgreen", "running"),
-        ([("/job/60", 60 + 3 * 86400)], "expired · 3d ago", "red", "expired"),
+        ([], "", "never set", "lightgrey", "never-set"),
+        ([("/job/3600", 0)], "", "running · 1h left", "brightgreen", "running"),
+        ([("/job/60", 3)], "", "running · 57s left", "brightgreen", "running"),
+        ([("/job/60", 60 + 3 * 86400)], "", "expired · 3d ago", "red", "expired"),
+        (
+            [("/job/60", 70), ("/job/60", 70), ("/job/600", 0)],
+            "&since=1",
+            "missed 1× · running",
+            "yellow",
+            "missed",
+        ),
+        (
+            [("/job/60", 70), ("/job/600", 0)],
+            "",
+            "missed 1× · running",
+            "yellow",
+            "running",
+        ),
     ],
 )
 def test_shields_endpoint(
     app: TestApp,
     clock: FakeClock,
     setup: list[tuple[str, float]],
+    query: str,
     message: str,
     color: str,
     state: str,
@@ -417,7 +434,7 @@ def test_shields_endpoint(
     for set_path, then in setup:
         app.get(set_path)
         clock.advance(then)
-    answer = app.get("/job?format=shields")
+    answer = app.get(f"/job?format=shields{query}")
     assert answer.status_int == 200
     assert answer.headers["X-Timer-Status"] == state
     assert answer.json == {
@@ -462,14 +479,53 @@ def test_a_set_answers_in_json_whatever_the_format(app: TestApp) -> None:
     assert answer.json["message"] == "Timer countdown updated"
 
 
+RUNNING_SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" width="141" height="20" role="img"'
+    ' aria-label="job: running · 43m left"><title>job: running · 43m left</title>'
+    '<linearGradient id="s" x2="0" y2="100%"><stop offset="0" stop-color="#bbb"'
+    ' stop-opacity=".1"/><stop offset="1" stop-opacity=".1"/></linearGradient>'
+    '<clipPath id="r"><rect width="141" height="20" rx="3" fill="#fff"/></clipPath>'
+    '<g clip-path="url(#r)"><rect width="29" height="20" fill="#555"/><rect x="29"'
+    ' width="112" height="20" fill="#4c1"/><rect width="141" height="20"'
+    ' fill="url(#s)"/></g><g fill="#fff" text-anchor="middle"'
+    ' font-family="Verdana,Geneva,DejaVu Sans,sans-serif" font-size="11">'
+    '<text x="14.5" y="15" fill="#010101" fill-opacity=".3">job</text>'
+    '<text x="14.5" y="14">job</text>'
+    '<text x="85.0" y="15" fill="#010101" fill-opacity=".3">running · 43m left</text>'
+    '<text x="85.0" y="14">running · 43m left</text></g></svg>'
+)
+
+
+def test_the_svg_badge_is_drawn_as_shields_io_draws_it(
+    app: TestApp, clock: FakeClock
+) -> None:
+    """Widths from Verdana 11px: j 3, o 7, b 7, plus 12 of padding; texts
+    centred in each half, with shields.io's shadow one pixel lower."""
+    app.get("/job/2580")
+    assert app.get("/job?format=svg").text == RUNNING_SVG
+
+
 def test_badge_when_the_store_is_down(clock: FakeClock) -> None:
     app = TestApp(App(FailingStore(), clock))
     answer = app.get("/job?format=svg")
-    assert "unavailable" in answer.text
+    assert answer.status_int == 200 and answer.content_type == "image/svg+xml"
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    _, svg = badge(app, "/job?format=svg")
+    assert texts(svg) == ["job", "job", "unavailable", "unavailable"]
+    assert 'fill="#9f9f9f"' in answer.text
     assert "X-Timer-Status" not in answer.headers
+    shields = app.get("/job?format=shields")
+    assert shields.json == {
+        "schemaVersion": 1,
+        "label": "job",
+        "message": "unavailable",
+        "color": "lightgrey",
+    }
+    assert "X-Timer-Status" not in shields.headers
     text = app.get("/job?format=text", status=503)
     assert text.text == "unavailable\n"
     assert text.headers["Retry-After"] == "5"
+    app.get("/job", status=503)
 
 
 @pytest.mark.parametrize(

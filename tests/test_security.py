@@ -134,10 +134,21 @@ def test_a_token_cannot_be_read_without_the_secret() -> None:
     assert "victim" not in token
 
 
-@pytest.mark.parametrize("label", ["", "x" * 65, "a%0Ab", "a%1Bb"])
+@pytest.mark.parametrize("label", ["", "x" * 65, "a%0Ab", "a%1Bb", "a%09b"])
 def test_a_bad_label_is_400(app: TestApp, label: str) -> None:
     url = read_only_url(app, "job")
-    app.get(f"{url}?format=svg&label={label}", status=400)
+    answer = app.get(f"{url}?format=svg&label={label}", status=400).json
+    message = "400: label must be 1 to 64 printable characters"
+    assert answer["errorMessage"] == message
+
+
+@pytest.mark.parametrize("label", ["x", "y" * 64, "nightly backup", "a·b"])
+def test_a_label_of_1_to_64_printable_characters(app: TestApp, label: str) -> None:
+    url = read_only_url(app, "job")
+    assert (
+        app.get(url, params={"format": "shields", "label": label}).json["label"]
+        == label
+    )
 
 
 def test_an_svg_can_run_nothing(app: TestApp) -> None:
