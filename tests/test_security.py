@@ -295,3 +295,20 @@ def test_two_processes_and_a_restart_share_tokens_on_dynamodb() -> None:
             assert token_from(two.port, "job") == token
         with service(env) as again:
             assert call(again.port, "GET", f"/-/{token}").status == 200
+
+
+@pytest.mark.parametrize(
+    ("host", "origin"),
+    [
+        ("timercheck.example.com", "http://timercheck.example.com"),
+        ("127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("[::1]:8080", "http://[::1]:8080"),
+        ("evil.example/<script>", "http://localhost"),
+        ("a b", "http://localhost"),
+    ],
+)
+def test_the_read_only_url_is_on_the_host_asked_for(
+    app: TestApp, host: str, origin: str
+) -> None:
+    answer = app.get("/job/60", headers={"Host": host}).json
+    assert answer["read_only_url"] == f"{origin}/-/{answer['read_only_token']}"
