@@ -357,7 +357,10 @@ class Keys:
         self._log_key = derive(secret, b"log name hash", 32)
 
     def token(self, name: str) -> str:
-        sealed = self._siv.encrypt(name.encode(), None)
+        # Padded to 32 bytes (a name has no NUL), so a token shows at most
+        # which of four lengths its name falls in, not the length.
+        data = name.encode()
+        sealed = self._siv.encrypt(data + b"\0" * (-len(data) % 32), None)
         return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode()
 
     def name(self, token: str) -> str | None:
@@ -366,7 +369,7 @@ class Keys:
             return None
         try:
             sealed = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            return self._siv.decrypt(sealed, None).decode()
+            return self._siv.decrypt(sealed, None).rstrip(b"\0").decode()
         except (InvalidTag, binascii.Error, ValueError):
             return None
 

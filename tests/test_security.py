@@ -127,6 +127,15 @@ def test_a_token_from_another_store_or_altered_is_unknown(
         app.get(f"/-/{token}", status=404)
 
 
+@pytest.mark.parametrize(
+    ("name", "length"), [("a", 64), ("x" * 32, 64), ("x" * 33, 107), ("x" * 128, 192)]
+)
+def test_a_token_shows_only_a_bucket_of_name_lengths(name: str, length: int) -> None:
+    keys = Keys(b"\1" * 32)
+    assert len(keys.token(name)) == length
+    assert keys.name(keys.token(name)) == name
+
+
 def test_a_token_cannot_be_read_without_the_secret() -> None:
     token = Keys(b"\1" * 32).token("victim")
     assert Keys(b"\1" * 32).name(token) == "victim"
