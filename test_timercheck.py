@@ -314,10 +314,20 @@ def test_delete_forgets_a_running_timer(app: TestApp, clock: FakeClock) -> None:
     app.get("/job/60")
     clock.advance(10)
     response = app.delete("/job")
+    assert response.status_int == 200
     assert response.headers["X-Timer-Status"] == "running"
-    assert set(response.json) == CHECK_FIELDS
-    assert response.json["message"] == "Timer deleted"
-    assert response.json["seconds_remaining"] == 50
+    assert response.json == {
+        "timer": "job",
+        "request_id": response.headers["X-Request-Id"],
+        "status": "ok",
+        "now": T0 + 10,
+        "start_time": T0,
+        "start_seconds": 60,
+        "seconds_elapsed": 10,
+        "seconds_remaining": 50,
+        "misses": 0,
+        "message": "Timer deleted",
+    }
     app.get("/job", status=404)
 
 
@@ -327,8 +337,10 @@ def test_delete_of_an_expired_timer_says_it_had_expired(
     app.get("/job/60")
     clock.advance(70)
     response = app.delete("/job")
+    assert response.status_int == 200
     assert response.headers["X-Timer-Status"] == "expired"
     assert response.json["status"] == "expired"
+    assert response.json["timer"] == "job"
     assert response.json["seconds_remaining"] == -10
     assert "errorMessage" not in response.json
 
@@ -887,13 +899,29 @@ def test_an_item_without_expires_at_is_kept(
     assert answer["start_time"] == T0 and answer["status"] == "expired"
 
 
-def test_create_table_sets_ttl_and_can_run_twice(dynamo: DynamoStore) -> None:
+def test_create_table_sets_ttl_and_can_run_twice(
+    dynamo: DynamoStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "timercheck")
     dynamo.create_table()
+    assert caplog.messages == ["table timers exists already"]
     client = boto3.client("dynamodb", region_name="us-east-1")
     ttl = client.describe_time_to_live(TableName="timers")["TimeToLiveDescription"]
     assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
     key = client.describe_table(TableName="timers")["Table"]["KeySchema"]
     assert key == [{"AttributeName": "timer", "KeyType": "HASH"}]
+
+
+def test_error_codes_name_what_went_wrong() -> None:
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    from timercheck import error_code
+
+    throttled = {"Error": {"Code": "ThrottlingException", "Message": "slow down"}}
+    assert error_code(ClientError(throttled, "GetItem")) == "ThrottlingException"
+    assert error_code(ClientError({}, "GetItem")) == "ClientError"
+    refused = EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
+    assert error_code(refused) == "EndpointConnectionError"
 
 
 # -- config, logging --

@@ -136,6 +136,18 @@ def test_a_token_shows_only_a_bucket_of_name_lengths(name: str, length: int) -> 
     assert keys.name(keys.token(name)) == name
 
 
+def test_the_keys_of_a_known_secret() -> None:
+    """Literal vectors: the token and the log hash of a name under the secret
+    00 01 .. 1f. Any change to how keys are derived, sealed or hashed (and so
+    every read-only URL already handed out) shows here."""
+    keys = Keys(bytes(range(32)))
+    token = "IzHJJzkp3J1XiVx8MTnvQ6sp84CDkBL29Ks0NdRR_60ThXQhvR4yAN2XHQ-QBPc1"
+    assert keys.token("nightly-backup") == token
+    assert keys.name(token) == "nightly-backup"
+    assert keys.name_hash("nightly-backup") == "d2e3deb3169e7e1f55e6d1e9"
+    assert keys.name_hash("nightly-backup2") != keys.name_hash("nightly-backup")
+
+
 def test_a_token_cannot_be_read_without_the_secret() -> None:
     token = Keys(b"\1" * 32).token("victim")
     assert Keys(b"\1" * 32).name(token) == "victim"
@@ -304,6 +316,21 @@ def test_two_processes_and_a_restart_share_tokens_on_dynamodb() -> None:
             assert token_from(two.port, "job") == token
         with service(env) as again:
             assert call(again.port, "GET", f"/-/{token}").status == 200
+
+
+def test_the_read_only_url_follows_the_scheme_and_server_name(
+    app: TestApp,
+) -> None:
+    environ = {
+        "HTTP_HOST": "",
+        "SERVER_NAME": "timers.internal",
+        "wsgi.url_scheme": "https",
+    }
+    answer = app.get("/job/60", extra_environ=environ).json
+    expected = f"https://timers.internal/-/{answer['read_only_token']}"
+    assert answer["read_only_url"] == expected
+    environ["HTTP_HOST"] = "bad host"
+    assert app.get("/job/60", extra_environ=environ).json["read_only_url"] == expected
 
 
 @pytest.mark.parametrize(
