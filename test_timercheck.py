@@ -912,6 +912,19 @@ def test_create_table_sets_ttl_and_can_run_twice(
     assert key == [{"AttributeName": "timer", "KeyType": "HASH"}]
 
 
+def test_the_dynamodb_client_fails_within_about_4_seconds(fake_aws: None) -> None:
+    """1 s to connect, 1.5 s to read, two attempts in all with botocore's
+    standard retries; a pool of 10 connections unless told otherwise."""
+    from timercheck import dynamodb_client
+
+    config = dynamodb_client("eu-west-1").meta.config
+    assert (config.connect_timeout, config.read_timeout) == (1, 1.5)
+    assert config.retries == {"mode": "standard", "total_max_attempts": 2}
+    assert config.max_pool_connections == 10
+    assert dynamodb_client("eu-west-1", pool=3).meta.config.max_pool_connections == 3
+    assert dynamodb_client("eu-west-1").meta.region_name == "eu-west-1"
+
+
 def test_error_codes_name_what_went_wrong() -> None:
     from botocore.exceptions import ClientError, EndpointConnectionError
 
