@@ -282,3 +282,146 @@ def test_every_setting_says_what_it_allows() -> None:
         "TIMERCHECK_TRUSTED_PROXY_COUNT": "1 to 10",
         "LOG_LEVEL": "DEBUG, INFO, WARNING, ERROR, CRITICAL",
     }
+
+
+# -- the entry point, in-process --
+
+
+def test_waitress_serves_with_these_options() -> None:
+    from timercheck import server_options
+
+    assert server_options(Config()) == {
+        "host": "127.0.0.1",
+        "port": 8080,
+        "threads": 8,
+        "ident": "timercheck",
+        "channel_timeout": 75,
+        "cleanup_interval": 1,
+        "connection_limit": 1000,
+        "max_request_body_size": 16384,
+        "max_request_header_size": 16384,
+        "asyncore_use_poll": True,
+        "clear_untrusted_proxy_headers": True,
+    }
+    proxied = server_options(Config(trusted_proxy="*", trusted_proxy_count=2))
+    assert proxied["trusted_proxy"] == "*" and proxied["trusted_proxy_count"] == 2
+    assert proxied["trusted_proxy_headers"] == "x-forwarded-for x-forwarded-proto"
+
+
+def test_the_help_lists_each_setting_with_its_default_and_range() -> None:
+    from timercheck import settings_help
+
+    lines = settings_help().splitlines()
+    assert (
+        lines[0] == "settings, from the environment (an empty value counts as unset):"
+    )
+    assert lines[1:4] == [
+        "  TABLE_NAME",
+        "      DynamoDB table of timers; unset: the SQLite file",
+        "      default: unset; allowed: any text",
+    ]
+    assert lines[16:19] == [
+        "  PORT",
+        "      port to listen on; 0: any free port, logged at start",
+        "      default: 8080; allowed: 0 to 65535",
+    ]
+    assert len(lines) == 1 + 3 * 12
+
+
+@pytest.mark.parametrize(
+    ("head", "expects"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n", False),
+        (
+            b"PUT /j/6 HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: 0\r\n\r\n",
+            False,
+        ),
+        (
+            b"PUT /j/6 HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: 2\r\n\r\n",
+            True,
+        ),
+        (
+            b"PUT /j/6 HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n",
+            True,
+        ),
+    ],
+)
+def test_only_a_request_with_a_body_is_told_to_continue(
+    head: bytes, expects: bool
+) -> None:
+    from waitress.adjustments import Adjustments
+
+    from timercheck import RequestParser
+
+    parser = RequestParser(Adjustments())
+    parser.received(head)
+    assert parser.headers_finished and parser.expect_continue is expects
+
+
+def test_sigterm_stops_the_server_cleanly() -> None:
+    from timercheck import stop
+
+    with pytest.raises(SystemExit) as stopped:
+        stop(15, None)
+    assert stopped.value.code == 0
+
+
+def test_create_table_needs_a_table_name(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from timercheck import main
+
+    monkeypatch.delenv("TABLE_NAME", raising=False)
+    with pytest.raises(SystemExit) as stopped:
+        main(["create-table"])
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.endswith("error: create-table needs TABLE_NAME")
+
+
+def test_a_bad_setting_stops_main_with_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from timercheck import main
+
+    monkeypatch.setenv("PORT", "http")
+    with pytest.raises(SystemExit) as stopped:
+        main([])
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.endswith("error: PORT='http': not a whole number; allowed: 0 to 65535")
+
+
+def test_create_table_makes_the_table_and_says_so(
+    fake_aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    from timercheck import main
+
+    monkeypatch.setenv("TABLE_NAME", "made")
+    monkeypatch.setenv("REGION", "us-east-1")
+    assert main(["create-table"]) == 0
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    assert client.describe_table(TableName="made")["Table"]["TableStatus"] == "ACTIVE"
+
+
+def test_create_table_without_dynamodb_is_one_error(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from timercheck import main
+
+    for name, value in {
+        "TABLE_NAME": "t",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL_DYNAMODB": f"http://127.0.0.1:{free_port()}",
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert main(["create-table"]) == 1
+    [error] = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert error.startswith("cannot use DynamoDB: Could not connect to the endpoint")
