@@ -415,7 +415,12 @@ def test_bad_seconds_are_400(app: TestApp, seconds: str) -> None:
     response = app.get(
         "/job/x", extra_environ={"PATH_INFO": f"/job/{seconds}"}, status=400
     )
-    assert response.json["errorMessage"].startswith("400: seconds must be")
+    assert response.json["errorMessage"] == (
+        "400: seconds must be 1 to 10 digits, optionally followed by one unit"
+        " s, m, h, d or w (90, 90s, 70m, 25h, 7d, 2w)"
+    ) or response.json["errorMessage"] == (
+        "400: seconds must be at most 999999999 in all"
+    )
     assert "X-Timer-Status" not in response.headers
     app.get("/job", status=404)
 
@@ -495,6 +500,25 @@ def test_other_paths_are_400(app: TestApp, path: str) -> None:
     assert response.json["errorMessage"].startswith("400: ")
 
 
+def test_the_messages_of_a_400_say_what_was_wrong(app: TestApp) -> None:
+    def message(path: str) -> str:
+        return app.get(path, status=400).json["errorMessage"]
+
+    assert message("/a/b/c") == "400: the path must be /{timer} or /{timer}/{seconds}"
+    assert message("/robots.txt/60") == "400: that timer name is reserved"
+    formats = "400: format must be json, svg, shields or text"
+    assert message("/job?format=xml") == formats
+    since = "400: since must be a count of misses, 0 or more"
+    assert message("/job?since=x") == since
+
+
+def test_times_in_answers_are_whole_seconds(app: TestApp, clock: FakeClock) -> None:
+    clock.advance(0.75)
+    answer = app.get("/job/60")
+    assert '"now":1700000000,' in answer.text
+    assert '"new_start_time":1700000000,' in answer.text
+
+
 @pytest.mark.parametrize(
     ("method", "path", "allow"),
     [
@@ -559,13 +583,20 @@ def assert_unavailable(app: TestApp) -> None:
     ],
 )
 def test_dynamodb_errors_are_503(
-    dynamo: DynamoStore, clock: FakeClock, status: int, code: str, attempts: int
+    dynamo: DynamoStore,
+    clock: FakeClock,
+    status: int,
+    code: str,
+    attempts: int,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.WARNING, "timercheck")
     sent = failing_responses(dynamo.client, status, code, "secret detail")
     app = TestApp(App(dynamo, clock))
     assert_unavailable(app)
     assert "secret detail" not in app.get("/job", status=503).text
     assert len(sent) == (len(TIMER_REQUESTS) + 1) * attempts
+    assert f"store unavailable: dynamodb get_item: {code}" in caplog.messages[0]
 
 
 def test_missing_dynamodb_table_is_503_never_404(
@@ -955,6 +986,25 @@ def test_access_log_has_a_hash_never_the_name(
     assert "secret-timer-name" not in line
     assert response.headers["X-Request-Id"] in line
     assert " GET set_timer " in line and " 200 " in line
+    duration = float(line.split()[-2].removesuffix("ms"))
+    assert 0 < duration < 10_000
+
+
+@pytest.mark.filterwarnings("ignore:Unknown REQUEST_METHOD")
+def test_access_lines_cut_the_method_and_the_client(
+    app: TestApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "timercheck.access")
+    for method, client, logged_method, logged_client in [
+        ("M" * 20, "a" * 70, "M" * 16 + "...", "a" * 64 + "..."),
+        ("M" * 16, "a" * 64, "M" * 16, "a" * 64),
+    ]:
+        caplog.clear()
+        app.request("/", method=method, status=405, environ={"REMOTE_ADDR": client})
+        [line] = [
+            r.getMessage() for r in caplog.records if r.name == "timercheck.access"
+        ]
+        assert (line.split()[1], line.split()[-1]) == (logged_method, logged_client)
 
 
 def run_probe(app: App, retry: float = 5.0) -> None:
