@@ -650,6 +650,18 @@ def test_locked_sqlite_is_503_after_the_busy_timeout(
     app.get("/job/90")
 
 
+def test_a_file_from_before_secrets_still_serves_checks_read_only(
+    tmp_path: Any, clock: FakeClock
+) -> None:
+    path = str(tmp_path / "timers.db")
+    TestApp(App(SqliteStore(path), clock)).get("/job/60")
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE secrets")
+    app = TestApp(App(SqliteStore(f"file:{path}?mode=ro"), clock))
+    assert app.get("/job").json["start_seconds"] == 60
+    app.get("/job/60", status=503)
+
+
 def test_a_write_waits_for_the_process_write_lock_at_most_its_timeout(
     tmp_path: Any,
 ) -> None:

@@ -751,6 +751,7 @@ def set_timer(app: App, req: Request, name: str, seconds_text: str) -> Reply:
         reply = check_timer(app, req, name)
         reply.headers.append(("X-Timer-Ignored", reason))
         return reply
+    token = app.keys().token(name)  # before the write: a 503 here sets nothing
     countdown = Timer(name, now, seconds, now // 1000 + seconds + app.retention)
     outcome = reset(app.store.put(countdown), countdown, now)
     timer = outcome.timer
@@ -770,7 +771,6 @@ def set_timer(app: App, req: Request, name: str, seconds_text: str) -> Reply:
         body.update(outcome.replaced.countdown(now))
     body.update(timer.miss_fields())
     body["ended_miss"] = outcome.miss is not None
-    token = app.keys().token(name)
     body["read_only_token"] = token
     body["read_only_url"] = f"{request_origin(req.environ)}/-/{token}"
     return Reply(200, body, timer_state(timer, now, None))
@@ -1011,6 +1011,9 @@ CLEAR_MISSES_SQL = """
 """
 
 
+SECRETS_TABLE_SQL = (
+    "CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL)"
+)
 GET_SECRET_SQL = "SELECT value FROM secrets WHERE name = 'timercheck'"
 MAKE_SECRET_SQL = """
     INSERT INTO secrets (name, value) VALUES ('timercheck', ?)
@@ -1055,10 +1058,6 @@ class SqliteStore:
                 " miss_overdue INTEGER, old_start_ms INTEGER, old_seconds INTEGER,"
                 " old_expires_at INTEGER)"
             )
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS secrets"
-                " (name TEXT PRIMARY KEY, value BLOB NOT NULL)"
-            )
         except BaseException:
             db.close()
             raise
@@ -1097,6 +1096,9 @@ class SqliteStore:
         self._run(CLEAR_MISSES_SQL, (name,), write=True)
 
     def secret(self) -> bytes:
+        # Made here, not with the timers table: a file from before secrets,
+        # opened read-only, still serves checks.
+        self._run(SECRETS_TABLE_SQL, (), write=True)
         row = self._run(GET_SECRET_SQL, (), write=False)
         if row is None:  # the first process to ask makes it; a racer gets it
             row = self._run(MAKE_SECRET_SQL, (os.urandom(32),), write=True)
@@ -1429,12 +1431,15 @@ def access_writer(stream: Any) -> Callable[[str], None]:
 def probe(app: App, retry: float = 5.0) -> None:
     """Say at start whether the store answers, and load the keys from its
     secret, trying again until it answers; serve either way (with 503s)."""
+    said_so = False
     while True:
         try:
             app.store.get("timercheck-startup-probe")
             app.keys()
         except StoreUnavailable as e:
-            log.error("the timer store is unavailable: %s", e)
+            if not said_so:
+                log.error("the timer store is unavailable: %s", e)
+                said_so = True
             time.sleep(retry)
         else:
             log.info("the timer store answers")
