@@ -596,7 +596,7 @@ def test_dynamodb_errors_are_503(
     assert_unavailable(app)
     assert "secret detail" not in app.get("/job", status=503).text
     assert len(sent) == (len(TIMER_REQUESTS) + 1) * attempts
-    assert f"store unavailable: dynamodb get_item: {code}" in caplog.messages[0]
+    assert f"store unavailable: dynamodb GetItem: {code}" in caplog.messages[0]
 
 
 def test_missing_dynamodb_table_is_503_never_404(

@@ -28,32 +28,44 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import functools
 import hashlib
+import hmac
 import html
+import http.client
 import ipaddress
 import json
 import logging
 import os
 import queue
+import random
 import re
+import resource
+import select
 import signal
 import sqlite3
+import ssl
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from http import HTTPStatus
 from typing import Any, NamedTuple, Protocol
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 import boto3
 import botocore.config
 import botocore.exceptions
+import botocore.retries.standard as retries
 import waitress
 import waitress.channel
 import waitress.parser
+import waitress.task
+from botocore.awsrequest import AWSPreparedRequest
+from botocore.httpsession import get_cert_path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
@@ -176,8 +188,14 @@ SETTINGS = (
         "seconds an idle connection is kept (above the ALB's 60)", 1, 86400,
     ),
     Setting(
-        "TIMERCHECK_CONNECTION_LIMIT", "connection_limit", "integer", 1000,
-        "open connections accepted at once", 1, 100000,
+        "TIMERCHECK_CONNECTION_LIMIT", "connection_limit", "integer", 8000,
+        "open connections accepted at once; the open-file limit is raised to fit",
+        1, 100000,
+    ),
+    Setting(
+        "TIMERCHECK_MAX_WAIT_MS", "max_wait_ms", "integer", 2000,
+        "a timer request queued longer than this is answered 503 with Retry-After",
+        1, 60000,
     ),
     Setting(
         "TIMERCHECK_TRUSTED_PROXY", "trusted_proxy", "text", None,
@@ -206,6 +224,7 @@ class Config:
     threads: int = DEFAULTS["threads"]
     channel_timeout: int = DEFAULTS["channel_timeout"]
     connection_limit: int = DEFAULTS["connection_limit"]
+    max_wait_ms: int = DEFAULTS["max_wait_ms"]
     trusted_proxy: str | None = DEFAULTS["trusted_proxy"]
     trusted_proxy_count: int = DEFAULTS["trusted_proxy_count"]
     log_level: str = DEFAULTS["log_level"]
@@ -829,6 +848,14 @@ MAX_QUERY = 1024  # characters
 MAX_FIELDS = 16  # query parameters
 MAX_HEADERS = 64  # distinct header names
 STORE_UNAVAILABLE = HTTPError(503, "timer store unavailable", [("Retry-After", "5")])
+WAITED = "timercheck.waited"  # seconds the request waited for a thread
+UNSHED = frozenset({"health", "robots"})  # they never touch the store
+
+
+def overloaded() -> HTTPError:
+    # Retries spread over 1 to 4 s, so that a storm does not come back whole.
+    wait = str(random.randint(1, 4))
+    return HTTPError(503, "overloaded: try again shortly", [("Retry-After", wait)])
 
 
 UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -904,9 +931,11 @@ class App:
         clock: Callable[[], float] = time.time,
         retention_days: int = 30,
         access: Callable[[str], None] | None = None,
+        max_wait: float = 2.0,
     ) -> None:
         self.store, self.clock = store, clock
         self.retention = retention_days * 86400
+        self.max_wait = max_wait
         self.access = access or (lambda line: access_log.info("%s", line))
         self._keys: Keys | None = None
 
@@ -952,6 +981,11 @@ class App:
                 environ.get("REQUEST_URI", ""),
             )
             handler_name, name = handler.__name__, args[0] if args else None
+            # A request that waited this long for a thread is answered
+            # without the store: its client will have given up, or soon
+            # will, and the threads go to requests that can still be met.
+            if environ.get(WAITED, 0) > self.max_wait and handler_name not in UNSHED:
+                raise overloaded()
             return handler_name, name, handler(self, self.request(environ), *args)
         except HTTPError as e:
             reply = e.reply()
@@ -1003,6 +1037,12 @@ ADD_MISS_SQL = """
     UPDATE timers SET misses = misses + 1, miss_expired_at = ?, miss_reset_at = ?,
         miss_overdue = ?
     WHERE timer = ? RETURNING misses
+"""
+# Forgotten timers, a batch at a time so that a set waits for one batch at most.
+PURGE_BATCH = 500
+PURGE_SQL = """
+    DELETE FROM timers WHERE timer IN
+        (SELECT timer FROM timers WHERE expires_at <= ? LIMIT ?)
 """
 CLEAR_MISSES_SQL = """
     UPDATE timers SET misses = 0, miss_expired_at = NULL, miss_reset_at = NULL,
@@ -1058,6 +1098,9 @@ class SqliteStore:
                 " miss_overdue INTEGER, old_start_ms INTEGER, old_seconds INTEGER,"
                 " old_expires_at INTEGER)"
             )
+            db.execute(
+                "CREATE INDEX IF NOT EXISTS timers_expires_at ON timers (expires_at)"
+            )
         except BaseException:
             db.close()
             raise
@@ -1070,7 +1113,8 @@ class SqliteStore:
             db = getattr(self._local, "db", None)
             if db is None:
                 db = self._local.db = self._connect()
-            return db.execute(sql, args).fetchone()
+            cursor = db.execute(sql, args)
+            return cursor.fetchone() if cursor.description else cursor.rowcount
         except (sqlite3.ProgrammingError, sqlite3.InterfaceError):
             raise  # our bug, not the store's trouble: a 500
         except sqlite3.Error as e:
@@ -1095,6 +1139,11 @@ class SqliteStore:
     def clear_misses(self, name: str) -> None:
         self._run(CLEAR_MISSES_SQL, (name,), write=True)
 
+    def purge(self, now: int, batch: int = PURGE_BATCH) -> int:
+        """Delete up to `batch` timers forgotten by `now` (epoch seconds);
+        the number deleted."""
+        return self._run(PURGE_SQL, (now, batch), write=True)
+
     def secret(self) -> bytes:
         # Made here, not with the timers table: a file from before secrets,
         # opened read-only, still serves checks.
@@ -1106,7 +1155,8 @@ class SqliteStore:
 
 
 def dynamodb_client(region: str | None = None, pool: int = 10) -> Any:
-    """One client for the whole process: creating one costs over 100 ms."""
+    """boto3's client, for create-table and for what boto3 resolves: the
+    region and the endpoint (AWS_ENDPOINT_URL_DYNAMODB included)."""
     config = botocore.config.Config(
         connect_timeout=1,
         read_timeout=1.5,
@@ -1121,6 +1171,232 @@ def error_code(e: Exception) -> str:
     if isinstance(e, ClientError):
         return e.response.get("Error", {}).get("Code", "ClientError")
     return type(e).__name__
+
+
+SIGV4 = "AWS4-HMAC-SHA256"
+
+
+def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
+    key = f"AWS4{secret}".encode()
+    for part in (date, region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return key
+
+
+def authorization(
+    headers: Mapping[str, str], body: bytes, key_id: str, key: bytes, scope: str
+) -> str:
+    """SigV4's Authorization for a POST to / with no query, signing every
+    header given (lower-case names, `host` and `x-amz-date` among them)."""
+    names = sorted(headers)
+    signed = ";".join(names)
+    canonical = "".join(f"{n}:{' '.join(headers[n].split())}\n" for n in names)
+    request = f"POST\n/\n\n{canonical}\n{signed}\n{hashlib.sha256(body).hexdigest()}"
+    digest = hashlib.sha256(request.encode()).hexdigest()
+    to_sign = f"{SIGV4}\n{headers['x-amz-date']}\n{scope}\n{digest}"
+    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    return (
+        f"{SIGV4} Credential={key_id}/{scope},"
+        f" SignedHeaders={signed}, Signature={signature}"
+    )
+
+
+class Answer(NamedTuple):  # what botocore's retry policy reads of a response
+    status_code: int
+    headers: Any  # http.client's, read case-insensitively
+    content: bytes
+
+
+def dropped(sock: Any) -> bool:
+    """An idle kept-alive socket that is readable was closed by the server."""
+    poller = select.poll()  # not select(): descriptors run past 1024
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+class DynamoDB:
+    """DynamoDB's JSON API, one signed POST per operation, on one kept-alive
+    connection per thread. boto3's client spent about 1 ms of CPU a call
+    (docs/operating.md); boto3 still resolves the region, the endpoint and
+    the credentials (refreshed as the task role's rotate), and botocore's
+    standard retry policy decides what is retried and after how long.
+    botocore's `before-send` event is emitted as its client does, so what
+    stands in for DynamoDB there (moto, a test's fault) answers here too."""
+
+    VERSION = "DynamoDB_20120810"
+
+    def __init__(
+        self,
+        client: Any,
+        credentials: Any = None,
+        attempts: int = 2,
+        timeouts: tuple[float, float] = (1.0, 1.5),  # connect, read
+    ) -> None:
+        self.url = client.meta.endpoint_url.rstrip("/") + "/"
+        parts = urlsplit(self.url)
+        default_port = 443 if parts.scheme == "https" else 80
+        self.address = (parts.hostname or "", parts.port or default_port)
+        # As botocore's SigV4Auth names the host: no port when it is the default.
+        self.host = (
+            parts.hostname
+            if parts.port in (None, default_port)
+            else parts.netloc.rpartition("@")[2]
+        )
+        self.tls = parts.scheme == "https"
+        self.region = client.meta.region_name
+        self.events = client.meta.events
+        self.service = client.meta.service_model
+        self.credentials = credentials
+        self.timeouts = timeouts
+        detector = retries.ThrottlingErrorDetector(retries.RetryEventAdapter())
+        self.policy = retries.RetryPolicy(
+            retries.StandardRetryConditions(max_attempts=attempts),
+            retries.ExponentialBackoff(
+                service_name="dynamodb", throttling_detector=detector
+            ),
+        )
+        self._local = threading.local()
+        self._keys: dict[tuple[str, str], bytes] = {}
+
+    def call(self, operation: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """The operation's answer; botocore's exceptions as its client raises
+        them (ClientError for an error DynamoDB answered)."""
+        body = JSON.encode(payload).encode()
+        attempt = 0
+        while True:
+            attempt += 1
+            answer, failure, error = None, None, None
+            try:
+                answer = self.send(operation, body)
+            except botocore.exceptions.BotoCoreError as e:
+                failure = e
+            if answer is not None:
+                content = answer.content
+                crc = answer.headers.get("x-amz-crc32")
+                if answer.status_code == 200 and (
+                    crc is None or int(crc) == zlib.crc32(content)
+                ):
+                    return json.loads(content) if content else {}
+                error = self.error(answer)
+            context = retries.RetryContext(
+                attempt_number=attempt,
+                operation_model=self.service.operation_model(operation),
+                parsed_response=error,
+                http_response=answer,
+                caught_exception=failure,
+            )
+            if not self.policy.should_retry(context):
+                if failure is not None:
+                    raise failure
+                raise ClientError(error or {}, operation)
+            time.sleep(self.policy.compute_retry_delay(context))
+
+    @staticmethod
+    def error(answer: Answer) -> dict[str, Any]:
+        try:
+            fields = json.loads(answer.content)
+        except ValueError:
+            fields = {}
+        if not isinstance(fields, dict):
+            fields = {}
+        code = str(fields.get("__type", "")).rpartition("#")[2]
+        return {
+            "Error": {
+                "Code": code or str(answer.status_code),
+                "Message": str(fields.get("message") or fields.get("Message") or ""),
+            },
+            "ResponseMetadata": {"HTTPStatusCode": answer.status_code},
+        }
+
+    def signed_headers(self, operation: str, body: bytes, now: float) -> dict[str, str]:
+        credentials = self.credentials
+        if credentials is None:
+            credentials = self.credentials = boto3.session.Session().get_credentials()
+        if credentials is None:
+            raise botocore.exceptions.NoCredentialsError()
+        frozen = credentials.get_frozen_credentials()
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+        date = stamp[:8]
+        key = self._keys.get((frozen.secret_key, date))
+        if key is None:
+            key = signing_key(frozen.secret_key, date, self.region, "dynamodb")
+            self._keys = {(frozen.secret_key, date): key}
+        headers = {
+            "content-type": "application/x-amz-json-1.0",
+            "host": self.host,
+            "x-amz-date": stamp,
+            "x-amz-target": f"{self.VERSION}.{operation}",
+        }
+        if frozen.token:
+            headers["x-amz-security-token"] = frozen.token
+        scope = f"{date}/{self.region}/dynamodb/aws4_request"
+        headers["authorization"] = authorization(
+            headers, body, frozen.access_key, key, scope
+        )
+        return headers
+
+    def send(self, operation: str, body: bytes) -> Answer:
+        headers = self.signed_headers(operation, body, time.time())
+        request = AWSPreparedRequest("POST", self.url, headers, body, False)
+        _, stand_in = self.events.emit_until_response(
+            f"before-send.dynamodb.{operation}", request=request
+        )
+        if stand_in is not None:
+            return Answer(stand_in.status_code, stand_in.headers, stand_in.content)
+        return self.post(headers, body)
+
+    def connection(self) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and conn.sock is not None and dropped(conn.sock):
+            conn.close()
+        if conn is None:
+            host, port = self.address
+            if self.tls:
+                conn = http.client.HTTPSConnection(host, port, context=tls_context())
+            else:
+                conn = http.client.HTTPConnection(host, port)
+            self._local.conn = conn
+        if conn.sock is None:
+            conn.timeout = self.timeouts[0]
+            try:
+                conn.connect()
+            except TimeoutError as e:
+                conn.close()
+                raise botocore.exceptions.ConnectTimeoutError(
+                    endpoint_url=self.url, error=e
+                ) from e
+            except OSError as e:
+                conn.close()
+                raise botocore.exceptions.EndpointConnectionError(
+                    endpoint_url=self.url, error=e
+                ) from e
+            conn.sock.settimeout(self.timeouts[1])
+        return conn
+
+    def post(self, headers: dict[str, str], body: bytes) -> Answer:
+        conn = self.connection()
+        try:
+            conn.request("POST", "/", body, headers)
+            response = conn.getresponse()
+            content = response.read()
+        except TimeoutError as e:
+            conn.close()
+            raise botocore.exceptions.ReadTimeoutError(
+                endpoint_url=self.url, error=e
+            ) from e
+        except (OSError, http.client.HTTPException) as e:
+            conn.close()
+            raise botocore.exceptions.ConnectionClosedError(
+                endpoint_url=self.url, error=e
+            ) from e
+        return Answer(response.status, response.headers, content)
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    return ssl.create_default_context(
+        cafile=os.environ.get("AWS_CA_BUNDLE") or get_cert_path(True)
+    )
 
 
 SECRET_KEY = "~secret"
@@ -1147,26 +1423,27 @@ def from_item(name: str, item: dict[str, Any] | None) -> Timer | None:
 class DynamoStore:
     """Timers in a DynamoDB table, one item per timer, hash key `timer`."""
 
-    def __init__(self, table: str, client: Any = None) -> None:
+    def __init__(self, table: str, client: Any = None, credentials: Any = None) -> None:
         self.table = table
         self.client = client or dynamodb_client()
+        self.api = DynamoDB(self.client, credentials)
 
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         try:
-            return getattr(self.client, operation)(TableName=self.table, **kwargs)
+            return self.api.call(operation, {"TableName": self.table, **kwargs})
         except (botocore.exceptions.BotoCoreError, ClientError) as e:
             if error_code(e) == "ConditionalCheckFailedException":
                 return {}  # the timer was deleted meanwhile
             raise StoreUnavailable(f"dynamodb {operation}: {error_code(e)}") from e
 
     def get(self, name: str) -> Timer | None:
-        answer = self._call("get_item", Key=key(name), ConsistentRead=True)
+        answer = self._call("GetItem", Key=key(name), ConsistentRead=True)
         return from_item(name, answer.get("Item"))
 
     def put(self, timer: Timer) -> Timer | None:
         start = f"{timer.start_ms // 1000}.{timer.start_ms % 1000:03d}"
         answer = self._call(
-            "update_item",
+            "UpdateItem",
             Key=key(timer.name),
             UpdateExpression="SET start_time = :s, start_seconds = :n, expires_at = :e",
             ExpressionAttributeValues={
@@ -1180,7 +1457,7 @@ class DynamoStore:
 
     def add_miss(self, name: str, miss: Miss) -> int:
         answer = self._call(
-            "update_item",
+            "UpdateItem",
             Key=key(name),
             UpdateExpression="ADD misses :one SET last_miss = :miss",
             ConditionExpression="attribute_exists(#timer)",
@@ -1195,7 +1472,7 @@ class DynamoStore:
 
     def clear_misses(self, name: str) -> None:
         self._call(
-            "update_item",
+            "UpdateItem",
             Key=key(name),
             UpdateExpression="REMOVE misses, last_miss",
             ConditionExpression="attribute_exists(#timer)",
@@ -1203,20 +1480,23 @@ class DynamoStore:
         )
 
     def delete(self, name: str) -> Timer | None:
-        answer = self._call("delete_item", Key=key(name), ReturnValues="ALL_OLD")
+        answer = self._call("DeleteItem", Key=key(name), ReturnValues="ALL_OLD")
         return from_item(name, answer.get("Attributes"))
 
     def secret(self) -> bytes:
         """Kept in the table, under a key no timer name can take (a name
         starts with a letter or digit); the first task to ask makes it."""
         answer = self._call(
-            "update_item",
+            "UpdateItem",
             Key=key(SECRET_KEY),
             UpdateExpression="SET secret = if_not_exists(secret, :new)",
-            ExpressionAttributeValues={":new": {"B": os.urandom(32)}},
+            # The wire carries binary attributes in base64.
+            ExpressionAttributeValues={
+                ":new": {"B": base64.b64encode(os.urandom(32)).decode()}
+            },
             ReturnValues="ALL_NEW",
         )
-        return answer["Attributes"]["secret"]["B"]
+        return base64.b64decode(answer["Attributes"]["secret"]["B"])
 
     def create_table(self) -> None:
         """Create the table as extensions/service-ecs.yml does, if it is missing."""
@@ -1255,7 +1535,9 @@ class Breaker:
 
     The store counts as down after `failures` failures in a row (then calls
     fail at once for `pause` seconds, after which one call at a time probes
-    it), or while two calls have been waiting on it for over `stuck` seconds.
+    it), or while two calls have been waiting on it for over `stuck` seconds
+    and no call has come back for as long. Under CPU overload calls are slow
+    but keep coming back, so overload does not look like a store that is down.
     At most `slots` calls wait on the store at once, so some threads are
     always left for everything else.
     """
@@ -1278,6 +1560,7 @@ class Breaker:
         self._failed = 0
         self._closed_until = 0.0
         self._waiting: dict[int, float] = {}  # thread id: when its call began
+        self._answered = clock()  # when a call last came back
 
     def _check(self) -> float:
         now = self.clock()
@@ -1286,7 +1569,7 @@ class Breaker:
                 if now < self._closed_until:
                     raise StoreUnavailable("store down: failing fast")
                 self._closed_until = now + self.pause  # this call is the probe
-        if len(self._waiting) >= 2:
+        if len(self._waiting) >= 2 and now - self._answered > self.stuck:
             started = list(self._waiting.values())
             if sum(now - t > self.stuck for t in started) >= 2:
                 raise StoreUnavailable("store not answering: failing fast")
@@ -1311,6 +1594,7 @@ class Breaker:
         finally:
             del self._waiting[me]
             self._slots.put(None)
+            self._answered = self.clock()
         if self._failed:
             with self._lock:
                 self._failed = 0
@@ -1338,7 +1622,7 @@ class Breaker:
 # -- entry point --
 
 
-def make_store(config: Config) -> Store:
+def make_store(config: Config) -> Breaker:
     if config.table_name:
         client = dynamodb_client(config.region, pool=config.threads + 2)
         store: Store = DynamoStore(config.table_name, client)
@@ -1363,6 +1647,9 @@ def server_options(config: Config) -> dict[str, Any]:
         "channel_timeout": config.channel_timeout,
         "cleanup_interval": 1,  # else idle channels outlive channel_timeout by 30 s
         "connection_limit": config.connection_limit,
+        # A storm of new connections waits here, not in SYN retries (the
+        # kernel caps it at net.core.somaxconn).
+        "backlog": 4096,
         "max_request_body_size": 16384,
         # An ALB accepts request lines and headers up to 16 KB; waitress's
         # default of 256 KB let one head cost a quarter of a CPU second.
@@ -1378,18 +1665,92 @@ def server_options(config: Config) -> dict[str, Any]:
 
 
 class RequestParser(waitress.parser.HTTPRequestParser):
-    """waitress 3.0.2 answers `Expect: 100-continue` on a request without a
-    body with a 100, then waits for a body that never comes: the request is
-    never served. There is nothing to continue to without a body."""
+    arrived = 0.0  # time.monotonic() when the request had been read whole
+
+    def received(self, data: bytes) -> int:
+        taken = super().received(data)
+        if self.completed and not self.arrived:
+            self.arrived = time.monotonic()
+        return taken
 
     def parse_header(self, header_plus: bytes) -> None:
+        # waitress 3.0.2 answers `Expect: 100-continue` on a request without
+        # a body with a 100, then waits for a body that never comes.
         super().parse_header(header_plus)
         if not self.chunked and not self.content_length:
             self.expect_continue = False
 
 
+class Task(waitress.task.WSGITask):
+    def get_environment(self) -> dict[str, Any]:
+        environ = super().get_environment()
+        environ[WAITED] = time.monotonic() - self.request.arrived
+        return environ
+
+
 class Channel(waitress.channel.HTTPChannel):
     parser_class = RequestParser
+    task_class = Task
+
+
+class Dispatcher(waitress.task.ThreadedTaskDispatcher):
+    """waitress's queue of connections with a request to serve, except that
+    a health check goes first: behind a storm of timer requests it would
+    wait its turn past the load balancer's timeout, and the task would be
+    replaced just when it is needed most."""
+
+    def add_task(self, channel: Any) -> None:
+        request = channel.requests[0]  # a bad one may lack a path or a method
+        path, method = getattr(request, "path", ""), getattr(request, "command", "")
+        if path != "/" or method not in ("GET", "HEAD"):
+            super().add_task(channel)
+            return
+        with self.lock:
+            self.queue.appendleft(channel)
+            self.queue_cv.notify()
+
+
+ACCEPT_BURST = 256
+
+
+def accept_bursts(listener: Any) -> None:
+    """waitress accepts one connection per turn of its loop, and a turn
+    looks at every open connection: with thousands open, a storm of new
+    ones (and the load balancer's probe among them) would wait seconds in
+    the kernel. Accept what is waiting, up to the connection limit."""
+    accept_one = listener.handle_accept
+
+    def accept() -> None:
+        for _ in range(ACCEPT_BURST):
+            before = len(listener._map)
+            accept_one()
+            if len(listener._map) in (before, listener.adj.connection_limit):
+                return
+
+    listener.handle_accept = accept
+
+
+SPARE_FILES = 64  # listeners, store connections, the log, waitress's trigger
+
+
+def fit_open_files(connection_limit: int) -> int:
+    """Raise the soft open-file limit to hold the connection limit, as far
+    as the hard limit allows; the connection limit that fits."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connection_limit + SPARE_FILES
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+        log.info("raised the open-file limit from %d to %d", soft, raised)
+        soft = raised
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        fitted = max(1, soft - SPARE_FILES)
+        log.warning(
+            "open-file limit %d (hard) holds %d connections, not %d",
+            soft, fitted, connection_limit,
+        )  # fmt: skip
+        return fitted
+    return connection_limit
 
 
 SERVING = re.compile(r"(while serving) .*", re.S)
@@ -1446,18 +1807,45 @@ def probe(app: App, retry: float = 5.0) -> None:
             return
 
 
+PURGE_EVERY = 60.0  # seconds
+
+
+def purge_forgotten(store: SqliteStore, every: float = PURGE_EVERY) -> None:
+    """DynamoDB's TTL deletes forgotten timers; on SQLite this thread does,
+    so the file stops growing with every name ever used."""
+    failing = False
+    while True:
+        time.sleep(every)
+        try:
+            while store.purge(int(time.time())) == PURGE_BATCH:
+                pass
+        except StoreUnavailable as e:
+            if not failing:
+                log.warning("cannot purge forgotten timers: %s", e)
+            failing = True
+        else:
+            failing = False
+
+
 def stop(signum: int, frame: object) -> None:
     # As PID 1 in a container, waitress would ignore SIGTERM.
     raise SystemExit(0)
 
 
 def serve(config: Config) -> int:
+    config = replace(config, connection_limit=fit_open_files(config.connection_limit))
     store = make_store(config)
     app = App(
-        store, retention_days=config.retention_days, access=access_writer(sys.stdout)
+        store,
+        retention_days=config.retention_days,
+        access=access_writer(sys.stdout),
+        max_wait=config.max_wait_ms / 1000,
     )
+    dispatcher = Dispatcher()
     try:
-        server = waitress.create_server(app, **server_options(config))
+        server = waitress.create_server(
+            app, _dispatcher=dispatcher, **server_options(config)
+        )
     except (OSError, ValueError) as e:  # a port taken, a host not ours or unknown
         cause = e.__context__ if isinstance(e, ValueError) else e
         reason = getattr(cause, "strerror", None) or str(cause or e)
@@ -1471,6 +1859,7 @@ def serve(config: Config) -> int:
     )
     for listener in listeners:
         listener.channel_class = Channel
+        accept_bursts(listener)
         host = listener.effective_host
         log.info(
             "timercheck serving on http://%s:%s with %s",
@@ -1478,8 +1867,13 @@ def serve(config: Config) -> int:
             listener.effective_port,
             store_label(config),
         )
+    dispatcher.set_thread_count(config.threads)
     signal.signal(signal.SIGTERM, stop)
     threading.Thread(target=probe, args=(app,), daemon=True).start()
+    if isinstance(store.store, SqliteStore):
+        purger = threading.Thread(target=purge_forgotten, args=(store.store,))
+        purger.daemon = True
+        purger.start()
     try:
         server.run()  # returns on SystemExit, having closed the sockets
     finally:

@@ -4,6 +4,7 @@ botocore hooks that record or answer DynamoDB requests in place of the wire."""
 from __future__ import annotations
 
 import io
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -70,12 +71,16 @@ class StuckStore:
 
 
 def record_calls(client: Any) -> list[tuple[str, dict[str, Any]]]:
-    """Every DynamoDB operation the client makes, with its parameters."""
+    """Every DynamoDB operation sent, with its parameters, as they go out on
+    the wire (the store signs and sends them itself; boto3 makes the table)."""
     calls: list[tuple[str, dict[str, Any]]] = []
-    client.meta.events.register(
-        "provide-client-params.dynamodb",
-        lambda params, model, **kw: calls.append((model.name, dict(params))),
-    )
+
+    def record(request: Any, **kwargs: Any) -> None:
+        target = dict(request.headers.items())
+        operation = next(v for k, v in target.items() if k.lower() == "x-amz-target")
+        calls.append((operation.partition(".")[2], json.loads(request.body)))
+
+    client.meta.events.register("before-send.dynamodb", record)
     return calls
 
 

@@ -45,6 +45,8 @@ def start(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[st
         ("HOST", "bad host", "not an IP address or a host name"),
         ("LOG_LEVEL", "LOUD", "allowed: DEBUG, INFO, WARNING, ERROR, CRITICAL"),
         ("TIMERCHECK_CONNECTION_LIMIT", "0", "out of range; allowed: 1 to 100000"),
+        ("TIMERCHECK_MAX_WAIT_MS", "0", "out of range; allowed: 1 to 60000"),
+        ("TIMERCHECK_MAX_WAIT_MS", "60001", "out of range; allowed: 1 to 60000"),
         ("TIMERCHECK_CHANNEL_TIMEOUT", "0", "out of range; allowed: 1 to 86400"),
         ("TIMERCHECK_TRUSTED_PROXY_COUNT", "0", "allowed: 1 to 10"),
         ("TIMERCHECK_DB", ":memory:", "each thread would get its own"),
@@ -121,6 +123,7 @@ def test_the_defaults_and_every_setting_read_from_the_environment() -> None:
             "TIMERCHECK_THREADS": "16",
             "TIMERCHECK_CHANNEL_TIMEOUT": "30",
             "TIMERCHECK_CONNECTION_LIMIT": "50",
+            "TIMERCHECK_MAX_WAIT_MS": "500",
             "TIMERCHECK_TRUSTED_PROXY": "*",
             "TIMERCHECK_TRUSTED_PROXY_COUNT": "2",
             "LOG_LEVEL": "debug",
@@ -136,6 +139,7 @@ def test_the_defaults_and_every_setting_read_from_the_environment() -> None:
         threads=16,
         channel_timeout=30,
         connection_limit=50,
+        max_wait_ms=500,
         trusted_proxy="*",
         trusted_proxy_count=2,
         log_level="DEBUG",
@@ -278,6 +282,7 @@ def test_every_setting_says_what_it_allows() -> None:
         "TIMERCHECK_THREADS": "1 to 256",
         "TIMERCHECK_CHANNEL_TIMEOUT": "1 to 86400",
         "TIMERCHECK_CONNECTION_LIMIT": "1 to 100000",
+        "TIMERCHECK_MAX_WAIT_MS": "1 to 60000",
         "TIMERCHECK_TRUSTED_PROXY": "any text",
         "TIMERCHECK_TRUSTED_PROXY_COUNT": "1 to 10",
         "LOG_LEVEL": "DEBUG, INFO, WARNING, ERROR, CRITICAL",
@@ -297,7 +302,8 @@ def test_waitress_serves_with_these_options() -> None:
         "ident": "timercheck",
         "channel_timeout": 75,
         "cleanup_interval": 1,
-        "connection_limit": 1000,
+        "connection_limit": 8000,
+        "backlog": 4096,
         "max_request_body_size": 16384,
         "max_request_header_size": 16384,
         "asyncore_use_poll": True,
@@ -325,7 +331,7 @@ def test_the_help_lists_each_setting_with_its_default_and_range() -> None:
         "      port to listen on; 0: any free port, logged at start",
         "      default: 8080; allowed: 0 to 65535",
     ]
-    assert len(lines) == 1 + 3 * 12
+    assert len(lines) == 1 + 3 * 13
 
 
 @pytest.mark.parametrize(
