@@ -3,22 +3,28 @@
     python bench.py            # 10 s a route, 3 rounds (about 7 minutes)
     python bench.py --quick    # 2 s a route, 1 round (what CI runs)
     python bench.py heads      # the CPU cost of the worst request heads
+    python bench.py overload   # 1,500 kept-alive checks, then a storm of 3,000
+                               # sets, with health probes (about 2 minutes)
 
 Rows, each a fresh server on 127.0.0.1 with the same waitress settings:
 the limit (a bare WSGI app answering OK), timercheck on SQLite, and timercheck
-on DynamoDB through moto_server. Routes: GET /, a check of a running timer,
-a set. Load: wrk if installed, else a built-in generator (one thread, 16
-keep-alive connections). The server is pinned to core 0, the load (and
-moto_server) to core 1, when taskset exists. Prints a Markdown table of
-medians; each figure's ratio is to the limit row's figure for the same route.
+on DynamoDB through tests/instant_dynamodb.py, a stand-in that answers at once
+(moto_server would be the bottleneck). Routes: GET /, a check of a running
+timer, a set. Load: wrk if installed, else a built-in generator (one thread,
+16 keep-alive connections). The server is pinned to core 0, the load (and the
+stand-in) to core 1, when taskset exists. Prints a Markdown table of medians;
+each figure's ratio is to the limit row's figure for the same route.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
 import platform
 import re
+import resource
 import selectors
 import shutil
 import socket
@@ -26,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,30 +280,25 @@ def dynamo_env(port: int | None) -> dict[str, str]:
     }
 
 
-def start_moto() -> tuple[subprocess.Popen[bytes], int]:
+def start_instant() -> tuple[subprocess.Popen[bytes], int]:
+    """The DynamoDB stand-in that answers at once, on core 1 with the load:
+    moto_server would saturate long before timercheck does."""
     port = free_port()
     proc = subprocess.Popen(
-        pinned(
-            1, [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-        ),
+        pinned(1, [sys.executable, "tests/instant_dynamodb.py", str(port)]),
+        cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            get(port, "/moto-api/", timeout=1)
-            break
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, port
         except OSError:
             time.sleep(0.05)
-    subprocess.run(
-        [sys.executable, "timercheck.py", "create-table"],
-        cwd=ROOT,
-        env={**os.environ, **dynamo_env(port)},
-        check=True,
-        capture_output=True,
-    )
-    return proc, port
+    proc.kill()
+    raise RuntimeError("the instant DynamoDB endpoint did not start")
 
 
 def dynamodb_requests_per_operation(store_port: int) -> dict[str, list[str]]:
@@ -319,6 +321,244 @@ def dynamodb_requests_per_operation(store_port: int) -> dict[str, list[str]]:
         app(environ, lambda status, headers: None)
         seen[label] = [target.split(".")[-1] for target in sent]
     return seen
+
+
+# -- overload: a crowd of kept-alive checks, then a storm of new connections --
+
+CROWD = 1500  # kept-alive connections checking timers
+STORM = 3000  # sets at once, each on its own new connection
+PROBE_EVERY = 0.25  # seconds between load balancer probes of /
+PROBE_TIMEOUT = 3.0  # mu's ALB health check timeout
+CLIENT_TIMEOUT = 10.0  # curl -m 10
+
+
+async def exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> tuple[int, bool]:
+    """Send a request, read its answer: (status, whether Retry-After came)."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = re.search(rb"(?i)content-length: *(\d+)", head)
+    await reader.readexactly(int(length[1]) if length else 0)
+    return int(head.split(b" ", 2)[1]), b"\nretry-after:" in head.lower()
+
+
+async def keep_checking(
+    port: int, stop: asyncio.Event, answers: dict[str, int], ready: list[int]
+) -> None:
+    request = b"GET /bench-check HTTP/1.1\r\nHost: bench\r\n\r\n"
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        answers["refused"] = answers.get("refused", 0) + 1
+        return
+    ready.append(1)
+    try:
+        while not stop.is_set():
+            status, _ = await asyncio.wait_for(
+                exchange(reader, writer, request), CLIENT_TIMEOUT
+            )
+            answers[str(status)] = answers.get(str(status), 0) + 1
+    except (TimeoutError, OSError, asyncio.IncompleteReadError):
+        answers["broken"] = answers.get("broken", 0) + 1
+    finally:
+        writer.close()
+
+
+async def storm_set(port: int, n: int) -> tuple[str, bool, float]:
+    """One cron job's reset: (outcome, Retry-After given, seconds taken)."""
+    request = f"GET /storm-{n}/600 HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n"
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(CLIENT_TIMEOUT):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                status, retry_after = await exchange(reader, writer, request.encode())
+            finally:
+                writer.close()
+        return str(status), retry_after, time.monotonic() - started
+    except (OSError, TimeoutError, asyncio.IncompleteReadError) as e:
+        return type(e).__name__, False, time.monotonic() - started
+
+
+async def crowd_and_storm(port: int, crowd: int, storm: int, seconds: float) -> dict:
+    stop = asyncio.Event()
+    answers: dict[str, int] = {}
+    ready: list[int] = []
+    checkers = [
+        asyncio.create_task(keep_checking(port, stop, answers, ready))
+        for _ in range(crowd)
+    ]
+    started = time.monotonic()
+    while len(ready) + answers.get("refused", 0) < crowd:
+        if time.monotonic() - started > 30:
+            break
+        await asyncio.sleep(0.05)
+    phases = {"crowd_start": time.monotonic()}
+    await asyncio.sleep(seconds)
+    before = dict(answers)
+    phases["storm_start"] = time.monotonic()
+    sets = await asyncio.gather(*(storm_set(port, n) for n in range(storm)))
+    phases["storm_end"] = time.monotonic()
+    stop.set()
+    await asyncio.gather(*checkers, return_exceptions=True)
+    return {
+        "crowd_connected": len(ready),
+        "crowd_answers_before_storm": before,
+        "crowd_answers": answers,
+        "sets": sets,
+        "phases": phases,
+    }
+
+
+def crowd(port: int, crowd_size: int, storm: int, seconds: float) -> None:
+    """The load, run in its own process: prints its results as JSON."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    print(json.dumps(asyncio.run(crowd_and_storm(port, crowd_size, storm, seconds))))
+
+
+def probe_health(
+    port: int, stop: threading.Event, seen: list[tuple[float, float, str]]
+):
+    """A load balancer's probe: GET / on a new connection every 250 ms."""
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            outcome = str(get(port, "/", timeout=PROBE_TIMEOUT))
+        except OSError as e:
+            outcome = type(e).__name__
+        seen.append((started, time.monotonic() - started, outcome))
+        stop.wait(max(0.0, PROBE_EVERY - (time.monotonic() - started)))
+
+
+def lost_sets(port: int, sets: list[tuple[str, bool, float]]) -> int:
+    """Sets that were answered 200 but whose timer is not running."""
+    lost = 0
+    for n, (outcome, _, _) in enumerate(sets):
+        if outcome == "200" and get(port, f"/storm-{n}") != 200:
+            lost += 1
+    return lost
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * fraction))] if values else 0
+
+
+def overload(args: argparse.Namespace) -> None:
+    """Each store, pinned to core 0: its peak at 16 connections, then the
+    crowd and the storm with health probes throughout."""
+    instant, store_port = start_instant()
+    tmp = tempfile.mkdtemp()
+    rows = []
+    try:
+        limit = Server.start([sys.executable, "bench.py", "serve-bare"], {})
+        try:
+            limit_cpu = measure(limit, "/bench-check", args.seconds, 0.5).cpu_ms
+        finally:
+            limit.stop()
+        for row in ("sqlite", "dynamodb"):
+            server = start_row(row, store_port, os.path.join(tmp, "overload.db"))
+            try:
+                rows.append(overload_row(row, server, args, limit_cpu))
+            finally:
+                server.stop()
+    finally:
+        instant.terminate()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(
+        f"\n{crowd_label(args)}; server pinned to core 0, load on core 1;"
+        f" a probe of / on a new connection every {PROBE_EVERY * 1000:.0f} ms"
+        f" ({PROBE_TIMEOUT:g} s timeout)\n"
+    )
+    print(
+        "| store | peak req/s (16) | goodput req/s | goodput / peak |"
+        " probes | probes failed | probe p50 ms | probe p99 ms | probe max ms |"
+        " storm answers | storm slowest s | sets lost | CPU ms/req | × limit |"
+    )
+    print("| --- |" + " ---: |" * 13)
+    for r in rows:
+        print(
+            f"| {r['row']} | {r['peak']:,.0f} | {r['goodput']:,.0f} |"
+            f" {r['goodput'] / r['peak']:.2f} | {r['probes']} | {r['probe_failures']} |"
+            f" {r['probe_p50']:.0f} | {r['probe_p99']:.0f} | {r['probe_max']:.0f} |"
+            f" {r['storm']} | {r['storm_slowest']:.2f} | {r['lost']} |"
+            f" {r['cpu_ms']:.3f} | {r['cpu_ms'] / limit_cpu:.2f} |"
+        )
+    print(f"\n- the limit (bare waitress), CPU a request: {limit_cpu:.3f} ms")
+
+
+def crowd_label(args: argparse.Namespace) -> str:
+    return (
+        f"{args.crowd:,} kept-alive connections checking for {args.crowd_seconds:g} s,"
+        f" then {args.storm:,} sets at once on new connections"
+    )
+
+
+def overload_row(
+    row: str, server: Server, args: argparse.Namespace, limit_cpu: float
+) -> dict[str, Any]:
+    get(server.port, "/bench-check/999999")
+    peak = measure(server, "/bench-check", args.seconds, 0.5).rps
+    stop, probes = threading.Event(), []
+    prober = threading.Thread(target=probe_health, args=(server.port, stop, probes))
+    cpu = server.cpu_seconds()
+    prober.start()
+    load = subprocess.run(
+        pinned(
+            1,
+            [
+                sys.executable,
+                "bench.py",
+                "crowd",
+                str(server.port),
+                str(args.crowd),
+                str(args.storm),
+                str(args.crowd_seconds),
+            ],
+        ),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    stop.set()
+    prober.join()
+    cpu = server.cpu_seconds() - cpu
+    result = json.loads(load.stdout)
+    sets = result["sets"]
+    phases = result["phases"]
+    crowd_ok = result["crowd_answers"].get("200", 0)
+    storm_ok = sum(outcome == "200" for outcome, _, _ in sets)
+    elapsed = phases["storm_end"] - phases["crowd_start"]
+    answered = sum(result["crowd_answers"].values()) + len(sets)
+    storm = {}
+    for outcome, retry_after, _ in sets:
+        label = f"{outcome}+Retry-After" if retry_after else outcome
+        storm[label] = storm.get(label, 0) + 1
+    latencies = [seconds for _, seconds, _ in probes]
+    lost = lost_sets(server.port, sets)
+    print(
+        f"{row}: crowd {result['crowd_connected']} connected,"
+        f" answers {result['crowd_answers']}; storm {storm};"
+        f" probes failed {[p for p in probes if p[2] != '200'][:5]}",
+        file=sys.stderr,
+    )
+    return {
+        "row": row,
+        "peak": peak,
+        "goodput": (crowd_ok + storm_ok) / elapsed,
+        "probes": len(probes),
+        "probe_failures": sum(outcome != "200" for _, _, outcome in probes),
+        "probe_p50": percentile(latencies, 0.5) * 1000,
+        "probe_p99": percentile(latencies, 0.99) * 1000,
+        "probe_max": max(latencies, default=0) * 1000,
+        "storm": ", ".join(f"{k}: {v}" for k, v in sorted(storm.items())),
+        "storm_slowest": max((s for _, _, s in sets), default=0),
+        "lost": lost,
+        "cpu_ms": cpu / max(answered, 1) * 1000,
+    }
 
 
 # -- the worst request heads --
@@ -388,18 +628,30 @@ def main() -> None:
         "command",
         nargs="?",
         default="run",
-        choices=["run", "heads", "serve-bare", "serve-capped"],
+        choices=["run", "overload", "heads", "serve-bare", "serve-capped", "crowd"],
     )
-    parser.add_argument("cap", nargs="?", type=int, default=16384)
+    parser.add_argument("cap", nargs="*", type=float, default=[16384])
     parser.add_argument("--quick", action="store_true", help="2 s a route, 1 round")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--crowd", type=int, default=CROWD)
+    parser.add_argument("--storm", type=int, default=STORM)
+    parser.add_argument("--crowd-seconds", type=float, default=15)
     args = parser.parse_args()
+    if args.command == "crowd":
+        port, crowd_size, storm, seconds = args.cap
+        crowd(int(port), int(crowd_size), int(storm), seconds)
+        return
+    if args.command == "overload":
+        if args.quick:
+            args.seconds, args.crowd, args.storm, args.crowd_seconds = 2, 150, 300, 2
+        overload(args)
+        return
     if args.command == "serve-bare":
         serve_bare()
         return
     if args.command == "serve-capped":
-        serve_capped(args.cap)
+        serve_capped(int(args.cap[0]))
         return
     if args.command == "heads":
         heads()
@@ -410,7 +662,7 @@ def main() -> None:
     rows = ["limit", "sqlite", "dynamodb"]
     results: dict[tuple[str, str], list[Figures]] = {}
     cold: dict[str, list[float]] = {row: [] for row in rows}
-    moto, store_port = start_moto()
+    instant, store_port = start_instant()
     tmp = tempfile.mkdtemp()
     try:
         for round_ in range(rounds):
@@ -433,7 +685,7 @@ def main() -> None:
                     server.stop()
         operations = dynamodb_requests_per_operation(store_port)
     finally:
-        moto.terminate()
+        instant.terminate()
         shutil.rmtree(tmp, ignore_errors=True)
     print_table(rows, results, cold, operations, seconds, rounds)
 

@@ -180,8 +180,9 @@ SETTINGS = (
         "port to listen on; 0: any free port, logged at start", 0, 65535,
     ),
     Setting(
-        "TIMERCHECK_THREADS", "threads", "integer", 8,
-        "worker threads; all but 2 may wait on the store", 1, 256,
+        "TIMERCHECK_THREADS", "threads", "integer", None,
+        "worker threads, all but 2 of which may wait on the store;"
+        " unset: 8 on DynamoDB, 4 on SQLite", 1, 256,
     ),
     Setting(
         "TIMERCHECK_CHANNEL_TIMEOUT", "channel_timeout", "integer", 75,
@@ -221,13 +222,20 @@ class Config:
     retention_days: int = DEFAULTS["retention_days"]
     host: str = DEFAULTS["host"]
     port: int = DEFAULTS["port"]
-    threads: int = DEFAULTS["threads"]
+    threads: int | None = DEFAULTS["threads"]
     channel_timeout: int = DEFAULTS["channel_timeout"]
     connection_limit: int = DEFAULTS["connection_limit"]
     max_wait_ms: int = DEFAULTS["max_wait_ms"]
     trusted_proxy: str | None = DEFAULTS["trusted_proxy"]
     trusted_proxy_count: int = DEFAULTS["trusted_proxy_count"]
     log_level: str = DEFAULTS["log_level"]
+
+    @property
+    def workers(self) -> int:
+        """SQLite's work is CPU-bound: past 4 threads they only compete for
+        the GIL with the thread that accepts connections, and under load a
+        health probe waits. DynamoDB's threads mostly wait on the network."""
+        return self.threads or (8 if self.table_name else 4)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Config:
@@ -1207,9 +1215,10 @@ class Answer(NamedTuple):  # what botocore's retry policy reads of a response
     content: bytes
 
 
-def dropped(sock: Any) -> bool:
-    """An idle kept-alive socket that is readable was closed by the server."""
-    poller = select.poll()  # not select(): descriptors run past 1024
+def waiting(sock: Any) -> bool:
+    """Whether a socket has something to read, at once; poll(), not select():
+    descriptors run past 1024."""
+    poller = select.poll()
     poller.register(sock, select.POLLIN)
     return bool(poller.poll(0))
 
@@ -1347,8 +1356,8 @@ class DynamoDB:
 
     def connection(self) -> http.client.HTTPConnection:
         conn = getattr(self._local, "conn", None)
-        if conn is not None and conn.sock is not None and dropped(conn.sock):
-            conn.close()
+        if conn is not None and conn.sock is not None and waiting(conn.sock):
+            conn.close()  # an idle kept-alive connection the server closed
         if conn is None:
             host, port = self.address
             if self.tls:
@@ -1624,11 +1633,11 @@ class Breaker:
 
 def make_store(config: Config) -> Breaker:
     if config.table_name:
-        client = dynamodb_client(config.region, pool=config.threads + 2)
+        client = dynamodb_client(config.region, pool=config.workers + 2)
         store: Store = DynamoStore(config.table_name, client)
     else:
         store = SqliteStore(config.sqlite_path)
-    return Breaker(store, slots=max(1, config.threads - 2))
+    return Breaker(store, slots=max(1, config.workers - 2))
 
 
 def store_label(config: Config) -> str:
@@ -1642,7 +1651,7 @@ def server_options(config: Config) -> dict[str, Any]:
     options: dict[str, Any] = {
         "host": config.host,
         "port": config.port,
-        "threads": config.threads,
+        "threads": config.workers,
         "ident": "timercheck",
         "channel_timeout": config.channel_timeout,
         "cleanup_interval": 1,  # else idle channels outlive channel_timeout by 30 s
@@ -1714,17 +1723,24 @@ ACCEPT_BURST = 256
 
 
 def accept_bursts(listener: Any) -> None:
-    """waitress accepts one connection per turn of its loop, and a turn
-    looks at every open connection: with thousands open, a storm of new
-    ones (and the load balancer's probe among them) would wait seconds in
-    the kernel. Accept what is waiting, up to the connection limit."""
+    """waitress accepts one connection per turn of its loop, and reads a new
+    connection's request only on the next turn, after every other open
+    connection: with thousands open, a turn takes a large part of a second,
+    and a storm of new connections (the load balancer's probe among them)
+    would wait turns in the kernel. Accept what is waiting, up to the
+    connection limit, and read each request that has already arrived."""
     accept_one = listener.handle_accept
 
     def accept() -> None:
         for _ in range(ACCEPT_BURST):
             before = len(listener._map)
             accept_one()
-            if len(listener._map) in (before, listener.adj.connection_limit):
+            if len(listener._map) == before:
+                return
+            channel = next(reversed(listener._map.values()))
+            if channel.readable() and waiting(channel.socket):
+                channel.handle_read_event()
+            if len(listener._map) >= listener.adj.connection_limit:
                 return
 
     listener.handle_accept = accept
@@ -1833,6 +1849,8 @@ def stop(signum: int, frame: object) -> None:
 
 
 def serve(config: Config) -> int:
+    if os.environ.get("XSWITCH"):
+        sys.setswitchinterval(float(os.environ["XSWITCH"]))
     config = replace(config, connection_limit=fit_open_files(config.connection_limit))
     store = make_store(config)
     app = App(
@@ -1867,7 +1885,7 @@ def serve(config: Config) -> int:
             listener.effective_port,
             store_label(config),
         )
-    dispatcher.set_thread_count(config.threads)
+    dispatcher.set_thread_count(config.workers)
     signal.signal(signal.SIGTERM, stop)
     threading.Thread(target=probe, args=(app,), daemon=True).start()
     if isinstance(store.store, SqliteStore):

@@ -298,7 +298,7 @@ def test_waitress_serves_with_these_options() -> None:
     assert server_options(Config()) == {
         "host": "127.0.0.1",
         "port": 8080,
-        "threads": 8,
+        "threads": 4,
         "ident": "timercheck",
         "channel_timeout": 75,
         "cleanup_interval": 1,
