@@ -310,7 +310,7 @@ def dynamodb_requests_per_operation(store_port: int) -> dict[str, list[str]]:
     sent: list[str] = []
     store.client.meta.events.register(
         "before-send.dynamodb",
-        lambda request, **kw: sent.append(request.headers["X-Amz-Target"].decode()),
+        lambda request, **kw: sent.append(str(request.headers["X-Amz-Target"])),
     )
     app = timercheck.App(store)
     app.keys()  # read once per process, at start

@@ -76,8 +76,9 @@ def record_calls(client: Any) -> list[tuple[str, dict[str, Any]]]:
     calls: list[tuple[str, dict[str, Any]]] = []
 
     def record(request: Any, **kwargs: Any) -> None:
-        target = dict(request.headers.items())
-        operation = next(v for k, v in target.items() if k.lower() == "x-amz-target")
+        operation = request.headers["X-Amz-Target"]
+        if isinstance(operation, bytes):  # as boto3 sends it
+            operation = operation.decode()
         calls.append((operation.partition(".")[2], json.loads(request.body)))
 
     client.meta.events.register("before-send.dynamodb", record)
