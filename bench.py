@@ -38,7 +38,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.support import free_port
+from tests.support import (
+    PROBE_EVERY,
+    PROBE_TIMEOUT,
+    crowd_and_storm,
+    free_port,
+    lost_sets,
+    probe_health,
+)
 
 ROOT = Path(__file__).parent
 CONNECTIONS = 16
@@ -327,88 +334,6 @@ def dynamodb_requests_per_operation(store_port: int) -> dict[str, list[str]]:
 
 CROWD = 1500  # kept-alive connections checking timers
 STORM = 3000  # sets at once, each on its own new connection
-PROBE_EVERY = 0.25  # seconds between load balancer probes of /
-PROBE_TIMEOUT = 3.0  # mu's ALB health check timeout
-CLIENT_TIMEOUT = 10.0  # curl -m 10
-
-
-async def exchange(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
-) -> tuple[int, bool]:
-    """Send a request, read its answer: (status, whether Retry-After came)."""
-    writer.write(request)
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = re.search(rb"(?i)content-length: *(\d+)", head)
-    await reader.readexactly(int(length[1]) if length else 0)
-    return int(head.split(b" ", 2)[1]), b"\nretry-after:" in head.lower()
-
-
-async def keep_checking(
-    port: int, stop: asyncio.Event, answers: dict[str, int], ready: list[int]
-) -> None:
-    request = b"GET /bench-check HTTP/1.1\r\nHost: bench\r\n\r\n"
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    except OSError:
-        answers["refused"] = answers.get("refused", 0) + 1
-        return
-    ready.append(1)
-    try:
-        while not stop.is_set():
-            status, _ = await asyncio.wait_for(
-                exchange(reader, writer, request), CLIENT_TIMEOUT
-            )
-            answers[str(status)] = answers.get(str(status), 0) + 1
-    except (TimeoutError, OSError, asyncio.IncompleteReadError):
-        answers["broken"] = answers.get("broken", 0) + 1
-    finally:
-        writer.close()
-
-
-async def storm_set(port: int, n: int) -> tuple[str, bool, float]:
-    """One cron job's reset: (outcome, Retry-After given, seconds taken)."""
-    request = f"GET /storm-{n}/600 HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n"
-    started = time.monotonic()
-    try:
-        async with asyncio.timeout(CLIENT_TIMEOUT):
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            try:
-                status, retry_after = await exchange(reader, writer, request.encode())
-            finally:
-                writer.close()
-        return str(status), retry_after, time.monotonic() - started
-    except (OSError, TimeoutError, asyncio.IncompleteReadError) as e:
-        return type(e).__name__, False, time.monotonic() - started
-
-
-async def crowd_and_storm(port: int, crowd: int, storm: int, seconds: float) -> dict:
-    stop = asyncio.Event()
-    answers: dict[str, int] = {}
-    ready: list[int] = []
-    checkers = [
-        asyncio.create_task(keep_checking(port, stop, answers, ready))
-        for _ in range(crowd)
-    ]
-    started = time.monotonic()
-    while len(ready) + answers.get("refused", 0) < crowd:
-        if time.monotonic() - started > 30:
-            break
-        await asyncio.sleep(0.05)
-    phases = {"crowd_start": time.monotonic()}
-    await asyncio.sleep(seconds)
-    before = dict(answers)
-    phases["storm_start"] = time.monotonic()
-    sets = await asyncio.gather(*(storm_set(port, n) for n in range(storm)))
-    phases["storm_end"] = time.monotonic()
-    stop.set()
-    await asyncio.gather(*checkers, return_exceptions=True)
-    return {
-        "crowd_connected": len(ready),
-        "crowd_answers_before_storm": before,
-        "crowd_answers": answers,
-        "sets": sets,
-        "phases": phases,
-    }
 
 
 def crowd(port: int, crowd_size: int, storm: int, seconds: float) -> None:
@@ -416,29 +341,6 @@ def crowd(port: int, crowd_size: int, storm: int, seconds: float) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     print(json.dumps(asyncio.run(crowd_and_storm(port, crowd_size, storm, seconds))))
-
-
-def probe_health(
-    port: int, stop: threading.Event, seen: list[tuple[float, float, str]]
-):
-    """A load balancer's probe: GET / on a new connection every 250 ms."""
-    while not stop.is_set():
-        started = time.monotonic()
-        try:
-            outcome = str(get(port, "/", timeout=PROBE_TIMEOUT))
-        except OSError as e:
-            outcome = type(e).__name__
-        seen.append((started, time.monotonic() - started, outcome))
-        stop.wait(max(0.0, PROBE_EVERY - (time.monotonic() - started)))
-
-
-def lost_sets(port: int, sets: list[tuple[str, bool, float]]) -> int:
-    """Sets that were answered 200 but whose timer is not running."""
-    lost = 0
-    for n, (outcome, _, _) in enumerate(sets):
-        if outcome == "200" and get(port, f"/storm-{n}") != 200:
-            lost += 1
-    return lost
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -1245,11 +1245,12 @@ class DynamoDB:
         parts = urlsplit(self.url)
         default_port = 443 if parts.scheme == "https" else 80
         self.address = (parts.hostname or "", parts.port or default_port)
-        # As botocore's SigV4Auth names the host: no port when it is the default.
+        # Named as botocore's SigV4Auth names it: lower case, the port only
+        # when it is not the scheme's own.
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
         self.host = (
-            parts.hostname
-            if parts.port in (None, default_port)
-            else parts.netloc.rpartition("@")[2]
+            host if parts.port in (None, default_port) else f"{host}:{parts.port}"
         )
         self.tls = parts.scheme == "https"
         self.region = client.meta.region_name

@@ -3,9 +3,11 @@ HTTP client, and a fault-injecting TCP proxy. Standard library only."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
+import re
 import select
 import socket
 import subprocess
@@ -231,3 +233,119 @@ class FaultProxy:
                 sock.close()
             except OSError:
                 pass
+
+
+# -- a crowd, a storm and a load balancer's probe (bench.py uses them too) --
+
+PROBE_EVERY = 0.25  # seconds between load balancer probes of /
+PROBE_TIMEOUT = 3.0  # mu's ALB health check timeout
+CLIENT_TIMEOUT = 10.0  # curl -m 10
+
+
+async def exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> tuple[int, bool]:
+    """Send a request, read its answer: (status, whether Retry-After came)."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = re.search(rb"(?i)content-length: *(\d+)", head)
+    await reader.readexactly(int(length[1]) if length else 0)
+    return int(head.split(b" ", 2)[1]), b"\nretry-after:" in head.lower()
+
+
+async def keep_checking(
+    port: int, path: str, stop: asyncio.Event, answers: dict[str, int], ready: list[int]
+) -> None:
+    """One kept-alive connection checking a timer until told to stop; counts
+    answers by status, with "+Retry-After" when one came."""
+    request = f"GET {path} HTTP/1.1\r\nHost: crowd\r\n\r\n".encode()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        answers["refused"] = answers.get("refused", 0) + 1
+        return
+    ready.append(1)
+    try:
+        while not stop.is_set():
+            status, retry_after = await asyncio.wait_for(
+                exchange(reader, writer, request), CLIENT_TIMEOUT
+            )
+            label = f"{status}+Retry-After" if retry_after else str(status)
+            answers[label] = answers.get(label, 0) + 1
+    except (TimeoutError, OSError, asyncio.IncompleteReadError):
+        answers["broken"] = answers.get("broken", 0) + 1
+    finally:
+        writer.close()
+
+
+async def storm_set(port: int, n: int) -> tuple[str, bool, float]:
+    """One cron job's reset: (outcome, Retry-After given, seconds taken)."""
+    request = f"GET /storm-{n}/600 HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n"
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(CLIENT_TIMEOUT):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                status, retry_after = await exchange(reader, writer, request.encode())
+            finally:
+                writer.close()
+        return str(status), retry_after, time.monotonic() - started
+    except (OSError, TimeoutError, asyncio.IncompleteReadError) as e:
+        return type(e).__name__, False, time.monotonic() - started
+
+
+async def crowd_and_storm(
+    port: int, crowd: int, storm: int, seconds: float, path: str = "/bench-check"
+) -> dict[str, Any]:
+    """`crowd` kept-alive connections check `path` for `seconds`, then
+    `storm` sets arrive at once on new connections, the crowd still going."""
+    stop = asyncio.Event()
+    answers: dict[str, int] = {}
+    ready: list[int] = []
+    checkers = [
+        asyncio.create_task(keep_checking(port, path, stop, answers, ready))
+        for _ in range(crowd)
+    ]
+    started = time.monotonic()
+    while len(ready) + answers.get("refused", 0) < crowd:
+        if time.monotonic() - started > 30:
+            break
+        await asyncio.sleep(0.05)
+    phases = {"crowd_start": time.monotonic()}
+    await asyncio.sleep(seconds)
+    before = dict(answers)
+    phases["storm_start"] = time.monotonic()
+    sets = await asyncio.gather(*(storm_set(port, n) for n in range(storm)))
+    phases["storm_end"] = time.monotonic()
+    stop.set()
+    await asyncio.gather(*checkers, return_exceptions=True)
+    return {
+        "crowd_connected": len(ready),
+        "crowd_answers_before_storm": before,
+        "crowd_answers": answers,
+        "sets": sets,
+        "phases": phases,
+    }
+
+
+def probe_health(
+    port: int, stop: threading.Event, seen: list[tuple[float, float, str]]
+) -> None:
+    """A load balancer's probe: GET / on a new connection every 250 ms."""
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            outcome = str(call(port, "GET", "/", timeout=PROBE_TIMEOUT).status)
+        except (OSError, http.client.HTTPException) as e:
+            outcome = type(e).__name__
+        seen.append((started, time.monotonic() - started, outcome))
+        stop.wait(max(0.0, PROBE_EVERY - (time.monotonic() - started)))
+
+
+def lost_sets(port: int, sets: list[tuple[str, bool, float]]) -> int:
+    """Sets that were answered 200 but whose timer is not running."""
+    lost = 0
+    for n, (outcome, _, _) in enumerate(sets):
+        if outcome == "200" and call(port, "GET", f"/storm-{n}").status != 200:
+            lost += 1
+    return lost

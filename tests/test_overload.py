@@ -1,0 +1,601 @@
+"""Overload and capacity: requests signed as botocore signs them, shedding,
+health checks first, the open-file limit, the breaker under CPU load, SQLite's
+purge of forgotten timers, and a small storm against the real server on both
+stores. Nothing here asserts a time: bench.py measures."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import random
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import boto3
+import botocore.auth
+import pytest
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from webtest import TestApp
+
+from fakes import FailingStore, FakeClock, StuckStore
+from support import (
+    ROOT,
+    call,
+    create_table,
+    crowd_and_storm,
+    dynamo_env,
+    free_port,
+    lost_sets,
+    moto_server,
+    probe_health,
+    service,
+)
+from timercheck import (
+    WAITED,
+    App,
+    Breaker,
+    Config,
+    Dispatcher,
+    DynamoDB,
+    SqliteStore,
+    StoreUnavailable,
+    Timer,
+    authorization,
+    fit_open_files,
+    purge_forgotten,
+    signing_key,
+)
+
+# -- requests signed as botocore signs them --
+
+# AWS's Signature Version 4 test suite: its POST requests to / without a query
+# (docs.aws.amazon.com/general/latest/gr/signature-v4-test-suite.html).
+# Access key AKIDEXAMPLE, region us-east-1, service "service", 2015-08-30.
+SUITE_SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+SUITE = [
+    (
+        "post-vanilla",
+        {},
+        b"",
+        "host;x-amz-date",
+        "5da7c1a2acd57cee7505fc6676e4e544621c30862966e37dddb68e92efbe5d6b",
+    ),
+    (
+        "post-header-key-sort",
+        {"my-header1": "value1"},
+        b"",
+        "host;my-header1;x-amz-date",
+        "c5410059b04c1ee005303aed430f6e6645f61f4dc9e1461ec8f8916fdf18852c",
+    ),
+    (
+        "post-header-value-case",
+        {"my-header1": "VALUE1"},
+        b"",
+        "host;my-header1;x-amz-date",
+        "cdbc9802e29d2942e5e10b5bccfdd67c5f22c7c4e8ae67b53629efa58b974b7d",
+    ),
+    (
+        "post-x-www-form-urlencoded",
+        {"content-type": "application/x-www-form-urlencoded"},
+        b"Param1=value1",
+        "content-type;host;x-amz-date",
+        "ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a",
+    ),
+    (
+        "post-x-www-form-urlencoded-parameters",
+        {"content-type": "application/x-www-form-urlencoded; charset=utf8"},
+        b"Param1=value1",
+        "content-type;host;x-amz-date",
+        "1a72ec8f64bd914b0e42e42607c7fbce7fb2c7465f63e3092b3b0d39fa77a6fe",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("extra", "body", "signed", "signature"),
+    [case[1:] for case in SUITE],
+    ids=[case[0] for case in SUITE],
+)
+def test_signatures_match_aws_test_suite(
+    extra: dict[str, str], body: bytes, signed: str, signature: str
+) -> None:
+    headers = {"host": "example.amazonaws.com", "x-amz-date": "20150830T123600Z"}
+    key = signing_key(SUITE_SECRET, "20150830", "us-east-1", "service")
+    scope = "20150830/us-east-1/service/aws4_request"
+    assert authorization(headers | extra, body, "AKIDEXAMPLE", key, scope) == (
+        "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/"
+        f"aws4_request, SignedHeaders={signed}, Signature={signature}"
+    )
+
+
+ENDPOINTS = [
+    ("https://dynamodb.eu-west-1.amazonaws.com", "eu-west-1"),
+    ("https://DynamoDB.us-east-1.amazonaws.com:443/", "us-east-1"),
+    ("http://127.0.0.1:8000", "us-east-1"),
+    ("http://localhost", "ap-southeast-2"),
+    ("http://[::1]:4566", "eu-central-1"),
+    ("https://dynamodb.us-gov-west-1.amazonaws.com:8443", "us-gov-west-1"),
+]
+PRINTABLE = "".join(map(chr, range(32, 127))) + "éß☃"
+
+
+def random_text(rng: random.Random, size: int) -> str:
+    return "".join(rng.choice(PRINTABLE) for _ in range(size))
+
+
+def test_requests_are_signed_exactly_as_botocore_signs_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Randomized requests, signed our way and by botocore's SigV4Auth: the
+    same Authorization, X-Amz-Date and X-Amz-Security-Token, every time."""
+    rng = random.Random(20261129)
+    clients = [
+        boto3.client(
+            "dynamodb",
+            endpoint_url=url,
+            region_name=region,
+            aws_access_key_id="unused",
+            aws_secret_access_key="unused",
+        )
+        for url, region in ENDPOINTS
+    ]
+    for _ in range(300):
+        client = rng.choice(clients)
+        credentials = Credentials(
+            "AKIA" + "".join(rng.choices("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", k=16)),
+            random_text(rng, 40),
+            rng.choice([None, random_text(rng, rng.randint(16, 600))]),
+        )
+        when = datetime.datetime.fromtimestamp(
+            rng.randint(0, 4_102_444_800), datetime.UTC
+        )
+        operation = rng.choice(["GetItem", "PutItem", "UpdateItem", "DeleteItem"])
+        body = json.dumps(
+            {
+                "TableName": random_text(rng, 8),
+                "Key": {"timer": {"S": random_text(rng, 20)}},
+            }
+        ).encode()
+        ours = DynamoDB(client, credentials).signed_headers(
+            operation, body, when.timestamp()
+        )
+        request = AWSRequest(
+            "POST",
+            client.meta.endpoint_url.rstrip("/") + "/",
+            headers={
+                "Content-Type": "application/x-amz-json-1.0",
+                "X-Amz-Target": f"DynamoDB_20120810.{operation}",
+            },
+            data=body,
+        )
+        monkeypatch.setattr(
+            botocore.auth, "get_current_datetime", lambda when=when: when
+        )
+        botocore.auth.SigV4Auth(
+            credentials, "dynamodb", client.meta.region_name
+        ).add_auth(request)
+        assert ours["authorization"] == request.headers["Authorization"]
+        assert ours["x-amz-date"] == request.headers["X-Amz-Date"]
+        assert ours.get("x-amz-security-token") == request.headers.get(
+            "X-Amz-Security-Token"
+        )
+
+
+def test_rotated_credentials_are_used_from_the_next_request() -> None:
+    """The task role's credentials rotate: each request reads them afresh."""
+    client = boto3.client(
+        "dynamodb",
+        region_name="us-east-1",
+        aws_access_key_id="a",
+        aws_secret_access_key="b",
+    )
+    current = SimpleNamespace(
+        get_frozen_credentials=lambda: Credentials("OLD", "old-secret", "old-token")
+    )
+    api = DynamoDB(client, current)
+    before = api.signed_headers("GetItem", b"{}", 1_800_000_000)
+    current.get_frozen_credentials = lambda: Credentials("NEW", "new-secret", "tok")
+    after = api.signed_headers("GetItem", b"{}", 1_800_000_000)
+    assert "Credential=OLD/" in before["authorization"]
+    assert before["x-amz-security-token"] == "old-token"
+    assert "Credential=NEW/" in after["authorization"]
+    assert after["x-amz-security-token"] == "tok"
+
+
+# -- the wire, against servers that misbehave in the ways servers do --
+
+
+def scripted_server(
+    answers: list[bytes], close_after: set[int]
+) -> tuple[int, list[int]]:
+    """A server on 127.0.0.1 that answers the nth request with answers[n],
+    closing the connection after the requests numbered in close_after; the
+    list it returns counts the connections it accepted."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[int] = []
+
+    def run() -> None:
+        n = 0
+        while n < len(answers):
+            conn, _ = listener.accept()
+            accepted.append(1)
+            with conn:
+                while n < len(answers):
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        data += conn.recv(65536)
+                    head, _, body = data.partition(b"\r\n\r\n")
+                    length = int(
+                        head.lower().split(b"content-length: ")[1].split(b"\r")[0]
+                    )
+                    while len(body) < length:
+                        body += conn.recv(65536)
+                    conn.sendall(answers[n])
+                    n += 1
+                    if n - 1 in close_after:
+                        break
+        listener.close()
+
+    threading.Thread(target=run, daemon=True).start()
+    return listener.getsockname()[1], accepted
+
+
+def wire(port: int) -> DynamoDB:
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        region_name="us-east-1",
+        aws_access_key_id="a",
+        aws_secret_access_key="b",
+    )
+    return DynamoDB(client, Credentials("a", "b"))
+
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+
+
+def test_a_kept_alive_connection_the_server_closed_is_replaced_at_no_retry() -> None:
+    port, accepted = scripted_server([OK, OK], close_after={0})
+    api = wire(port)
+    assert api.call("GetItem", {}) == {}
+    time.sleep(0.1)  # the server has closed the idle connection
+    assert api.call("GetItem", {}) == {}
+    assert len(accepted) == 2
+
+
+def test_answers_in_chunks_and_to_the_end_of_the_connection_are_read() -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b'5\r\n{"a":\r\n4\r\n"b"}\r\n0\r\n\r\n'
+    )
+    until_close = b'HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{"c":1}'
+    port, accepted = scripted_server([chunked, until_close, OK], close_after={1})
+    api = wire(port)
+    assert api.call("GetItem", {}) == {"a": "b"}
+    assert api.call("GetItem", {}) == {"c": 1}
+    assert api.call("GetItem", {}) == {}
+    assert len(accepted) == 2
+
+
+def test_a_connection_cut_mid_answer_is_retried_once() -> None:
+    cut = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"
+    port, accepted = scripted_server([cut, OK], close_after={0})
+    assert wire(port).call("GetItem", {}) == {}
+    assert len(accepted) == 2
+
+
+def test_a_server_error_twice_is_a_client_error_after_two_attempts() -> None:
+    error = (
+        b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 60\r\n\r\n"
+        + b'{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError"}'[:60]
+    )
+    port, accepted = scripted_server([error, error], close_after=set())
+    with pytest.raises(botocore.exceptions.ClientError) as raised:
+        wire(port).call("GetItem", {})
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    assert len(accepted) == 1
+
+
+def test_a_refused_connection_is_botocore_s_endpoint_error() -> None:
+    with pytest.raises(botocore.exceptions.EndpointConnectionError):
+        wire(free_port()).call("GetItem", {})
+
+
+# -- shedding: a request that waited too long for a thread --
+
+
+def test_a_timer_request_that_waited_past_the_bound_is_shed_without_the_store(
+    clock: FakeClock,
+) -> None:
+    store = FailingStore()
+    app = TestApp(App(store, clock, max_wait=2.0))
+    for path in ("/job", "/job/60", "/-/" + "A" * 64):
+        shed = app.get(path, extra_environ={WAITED: 2.001}, status=503)
+        assert shed.json["errorMessage"] == "503: overloaded: try again shortly"
+        assert shed.headers["Retry-After"] in {"1", "2", "3", "4"}
+    assert app.delete("/job", extra_environ={WAITED: 9}, status=503).headers[
+        "Retry-After"
+    ]
+    assert store.calls == 0
+
+
+def test_health_and_robots_are_never_shed(clock: FakeClock) -> None:
+    app = TestApp(App(FailingStore(), clock, max_wait=2.0))
+    assert app.get("/", extra_environ={WAITED: 60.0}).text == "OK"
+    assert app.head("/", extra_environ={WAITED: 60.0}).status_int == 200
+    assert app.get("/robots.txt", extra_environ={WAITED: 60.0}).status_int == 200
+
+
+def test_a_request_that_waited_exactly_the_bound_is_served(
+    app: TestApp, clock: FakeClock
+) -> None:
+    waited = {WAITED: 2.0}
+    assert app.get("/job/60", extra_environ=waited).json["status"] == "ok"
+    assert app.get("/job", extra_environ=waited).json["seconds_remaining"] == 60
+
+
+def test_retry_after_spreads_a_storm_over_1_to_4_seconds(clock: FakeClock) -> None:
+    app = TestApp(App(FailingStore(), clock, max_wait=0.5))
+    seen = {
+        app.get("/job", extra_environ={WAITED: 1}, status=503).headers["Retry-After"]
+        for _ in range(200)
+    }
+    assert seen == {"1", "2", "3", "4"}
+
+
+# -- health checks first in waitress's queue --
+
+
+def queued(method: str | None, path: str | None) -> Any:
+    request = (
+        SimpleNamespace()
+        if method is None
+        else SimpleNamespace(command=method, path=path)
+    )
+    return SimpleNamespace(requests=[request])
+
+
+def test_health_checks_go_to_the_front_of_the_queue() -> None:
+    dispatcher = Dispatcher()  # no threads: the queue only fills
+    check, root, post, head, bad, set_ = (
+        queued("GET", "/job"),
+        queued("GET", "/"),
+        queued("POST", "/"),
+        queued("HEAD", "/"),
+        queued(None, None),  # a request waitress could not parse
+        queued("GET", "/job/60"),
+    )
+    for channel in (check, root, post, head, bad, set_):
+        dispatcher.add_task(channel)
+    assert list(dispatcher.queue) == [head, root, check, post, bad, set_]
+
+
+# -- the open-file limit --
+
+
+def test_the_open_file_limit_is_raised_to_hold_the_connection_limit() -> None:
+    script = (
+        "import logging, resource, sys, timercheck\n"
+        "logging.basicConfig(level='INFO', stream=sys.stdout, format='%(message)s')\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 4096))\n"
+        "print(timercheck.fit_open_files(1000))\n"
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert out == [
+        "raised the open-file limit from 256 to 1064",
+        "1000",
+        "(1064, 4096)",
+    ]
+
+
+def test_a_hard_limit_below_it_lowers_the_connection_limit_and_says_so() -> None:
+    script = (
+        "import logging, resource, sys, timercheck\n"
+        "logging.basicConfig(level='INFO', stream=sys.stdout, format='%(message)s')\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 600))\n"
+        "print(timercheck.fit_open_files(8000))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert out == [
+        "raised the open-file limit from 256 to 600",
+        "open-file limit 600 (hard) holds 536 connections, not 8000",
+        "536",
+    ]
+
+
+def test_a_limit_that_holds_the_connections_is_left_alone() -> None:
+    import resource
+
+    before = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert fit_open_files(10) == 10
+    assert resource.getrlimit(resource.RLIMIT_NOFILE) == before
+
+
+def test_each_store_gets_its_own_number_of_threads_unless_set() -> None:
+    assert Config().workers == 4
+    assert Config(table_name="timers").workers == 8
+    assert Config(threads=3).workers == 3
+    assert Config(table_name="timers", threads=16).workers == 16
+
+
+# -- the breaker, under CPU load --
+
+
+class SlowAndFast(StuckStore):
+    """Calls for "stuck" wait until released; the others come back at once."""
+
+    def get(self, *args: Any) -> Timer | None:
+        if args and args[0] == "stuck":
+            return super().get(*args)
+        return None
+
+
+def test_slow_calls_while_others_come_back_are_overload_not_a_store_down() -> None:
+    store, clock = SlowAndFast(), FakeClock(1000)
+    breaker = Breaker(store, slots=4, clock=clock)
+    stuck = [threading.Thread(target=breaker.get, args=("stuck",)) for _ in range(2)]
+    for thread in stuck:
+        thread.start()
+    deadline = time.monotonic() + 5
+    while store.calls < 2 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    clock.advance(0.9)
+    assert breaker.get("quick") is None  # a call comes back at 1000.9
+    clock.advance(0.5)  # two calls have waited 1.4 s; one came back 0.5 s ago
+    assert breaker.get("quick") is None
+    clock.advance(1.01)  # and now nothing has come back for over a second
+    with pytest.raises(StoreUnavailable, match="store not answering"):
+        breaker.get("quick")
+    store.release.set()
+    for thread in stuck:
+        thread.join()
+
+
+# -- SQLite: forgotten timers are purged --
+
+
+def rows(path: Path) -> list[str]:
+    with sqlite3.connect(path) as db:
+        return [row[0] for row in db.execute("SELECT timer FROM timers ORDER BY timer")]
+
+
+def test_sqlite_purges_forgotten_timers_in_batches(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    path = tmp_path / "timers.db"
+    store = SqliteStore(str(path))
+    app = TestApp(App(store, clock, retention_days=1))
+    for n in range(12):
+        app.get(f"/old-{n:02}/60")
+    clock.advance(60 + 86400 - 1)  # a second before the old timers are forgotten
+    app.get("/new/60")
+    now = int(clock())
+    assert store.purge(now, batch=5) == 0
+    assert app.get("/old-00", status=504).json["status"] == "expired"
+    clock.advance(1)
+    now = int(clock())
+    assert [store.purge(now, batch=5) for _ in range(4)] == [5, 5, 2, 0]
+    assert rows(path) == ["new"]
+    app.get("/old-00", status=404)
+    assert app.get("/old-00/60").json["misses"] == 0
+
+
+def test_the_purge_thread_empties_what_expired_and_says_once_when_it_cannot(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "timers.db"
+    store = SqliteStore(str(path))
+    store.put(Timer("gone", 0, 1, 1))  # forgotten in 1970
+    store.put(Timer("kept", 0, 1, 2**40))
+    threading.Thread(target=purge_forgotten, args=(store, 0.01), daemon=True).start()
+    deadline = time.monotonic() + 5
+    while rows(path) != ["kept"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert rows(path) == ["kept"]
+
+    read_only = SqliteStore(f"file:{path}?mode=ro")
+    assert read_only.get("kept") is not None
+    threading.Thread(
+        target=purge_forgotten, args=(read_only, 0.01), daemon=True
+    ).start()
+    time.sleep(0.3)
+    said = [m for m in caplog.messages if m.startswith("cannot purge forgotten timers")]
+    assert said == [
+        "cannot purge forgotten timers: sqlite: attempt to write a readonly database"
+    ]
+
+
+# -- a small storm against the real server, on both stores --
+
+
+def storm(port: int, crowd: int, sets: int) -> tuple[dict[str, Any], list[Any]]:
+    """A crowd checking /crowd, then a storm of sets, with a load balancer's
+    probe of / on new connections all along."""
+    assert call(port, "GET", "/crowd/600").status == 200
+    stop: threading.Event = threading.Event()
+    probes: list[Any] = []
+    prober = threading.Thread(target=probe_health, args=(port, stop, probes))
+    prober.start()
+    try:
+        result = asyncio.run(crowd_and_storm(port, crowd, sets, 1.0, "/crowd"))
+    finally:
+        stop.set()
+        prober.join()
+    return result, probes
+
+
+def assert_storm_held(port: int, result: dict[str, Any], probes: list[Any]) -> None:
+    """Correctness only: every answer a 200 or a 503 with Retry-After, every
+    acknowledged set running afterwards, no probe of / failing."""
+    assert result["crowd_connected"] > 0
+    assert set(result["crowd_answers"]) <= {"200", "503+Retry-After"}
+    outcomes = {(outcome, retry_after) for outcome, retry_after, _ in result["sets"]}
+    assert outcomes <= {("200", False), ("503", True)}
+    assert probes
+    assert [outcome for _, _, outcome in probes if outcome != "200"] == []
+    assert lost_sets(port, result["sets"]) == 0
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def storm_env(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[dict[str, str]]:
+    if request.param == "sqlite":
+        yield {"TIMERCHECK_DB": str(tmp_path / "storm.db")}
+        return
+    with moto_server() as moto:
+        env = dynamo_env(moto.port)
+        create_table(env)
+        yield env
+
+
+def test_a_storm_is_answered_200_or_503_with_retry_after_and_loses_nothing(
+    storm_env: dict[str, str],
+) -> None:
+    with service(storm_env) as server:
+        result, probes = storm(server.port, crowd=20, sets=200)
+        assert_storm_held(server.port, result, probes)
+
+
+def test_a_storm_past_the_wait_bound_is_shed_and_still_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    """One thread and a bound of 1 ms: most of the storm waits past it. The
+    shed sets get a 503 with Retry-After and set nothing; the rest hold."""
+    env = {
+        "TIMERCHECK_DB": str(tmp_path / "storm.db"),
+        "TIMERCHECK_THREADS": "1",
+        "TIMERCHECK_MAX_WAIT_MS": "1",
+    }
+    with service(env) as server:
+        result, probes = storm(server.port, crowd=20, sets=200)
+        assert_storm_held(server.port, result, probes)
+        shed = [
+            n for n, (outcome, _, _) in enumerate(result["sets"]) if outcome == "503"
+        ]
+        assert shed
+        for n in shed:
+            assert call(server.port, "GET", f"/storm-{n}").status in (404, 503)
