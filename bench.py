@@ -378,15 +378,16 @@ def overload(args: argparse.Namespace) -> None:
         "| store | peak req/s (16) | goodput req/s | goodput / peak |"
         " probes | probes failed | probe p50 ms | probe p99 ms | probe max ms |"
         " storm answers | storm slowest s | sets lost | CPU ms/req | × limit |"
+        " RSS max MB |"
     )
-    print("| --- |" + " ---: |" * 13)
+    print("| --- |" + " ---: |" * 14)
     for r in rows:
         print(
             f"| {r['row']} | {r['peak']:,.0f} | {r['goodput']:,.0f} |"
             f" {r['goodput'] / r['peak']:.2f} | {r['probes']} | {r['probe_failures']} |"
             f" {r['probe_p50']:.0f} | {r['probe_p99']:.0f} | {r['probe_max']:.0f} |"
             f" {r['storm']} | {r['storm_slowest']:.2f} | {r['lost']} |"
-            f" {r['cpu_ms']:.3f} | {r['cpu_ms'] / limit_cpu:.2f} |"
+            f" {r['cpu_ms']:.3f} | {r['cpu_ms'] / limit_cpu:.2f} | {r['rss']:.0f} |"
         )
     print(f"\n- the limit (bare waitress), CPU a request: {limit_cpu:.3f} ms")
 
@@ -403,10 +404,12 @@ def overload_row(
 ) -> dict[str, Any]:
     get(server.port, "/bench-check/999999")
     peak = measure(server, "/bench-check", args.seconds, 0.5).rps
-    stop, probes = threading.Event(), []
+    stop, probes, rss = threading.Event(), [], [server.rss_mb()]
     prober = threading.Thread(target=probe_health, args=(server.port, stop, probes))
+    sampler = threading.Thread(target=sample_rss, args=(server, stop, rss))
     cpu = server.cpu_seconds()
     prober.start()
+    sampler.start()
     load = subprocess.run(
         pinned(
             1,
@@ -427,6 +430,7 @@ def overload_row(
     )
     stop.set()
     prober.join()
+    sampler.join()
     cpu = server.cpu_seconds() - cpu
     result = json.loads(load.stdout)
     sets = result["sets"]
@@ -460,7 +464,13 @@ def overload_row(
         "storm_slowest": max((s for _, _, s in sets), default=0),
         "lost": lost,
         "cpu_ms": cpu / max(answered, 1) * 1000,
+        "rss": max(rss),
     }
+
+
+def sample_rss(server: Server, stop: threading.Event, seen: list[float]) -> None:
+    while not stop.wait(0.1):
+        seen.append(server.rss_mb())
 
 
 # -- the worst request heads --

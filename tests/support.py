@@ -272,8 +272,9 @@ async def keep_checking(
             )
             label = f"{status}+Retry-After" if retry_after else str(status)
             answers[label] = answers.get(label, 0) + 1
-    except (TimeoutError, OSError, asyncio.IncompleteReadError):
-        answers["broken"] = answers.get("broken", 0) + 1
+    except (TimeoutError, OSError, asyncio.IncompleteReadError) as e:
+        label = f"broken: {type(e).__name__}"
+        answers[label] = answers.get(label, 0) + 1
     finally:
         writer.close()
 
