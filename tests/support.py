@@ -103,7 +103,9 @@ class Process:
         A process that does not answer is killed."""
         self.log.parent.mkdir(exist_ok=True)
         started = time.monotonic()
-        with open(self.log, "ab") as out:
+        # A restart appends; a new process must not read an old one's lines
+        # (ports are reused).
+        with open(self.log, "ab" if self.proc else "wb") as out:
             self.proc = subprocess.Popen(
                 self.args,
                 cwd=self.cwd,
