@@ -18,9 +18,11 @@ The module reads in the order a request meets it:
   requests     names, seconds and the query; prefetchers and link unfurlers
   handlers     one per route, the route table
   app          App: handle, encode, respond, log
-  stores       SqliteStore beside its SQL, DynamoStore beside its item mapping
+  stores       SqliteStore beside its SQL; DynamoStore beside its item mapping
+               and its wire: SigV4 and one HTTP/1.1 exchange per operation
   breaker      Breaker, which keeps a failing store from taking every thread
-  entry point  make_store, serve, main
+  entry point  make_store; waitress's queue (health first) and accept loop;
+               the open-file limit; serve, main
 """
 
 from __future__ import annotations
