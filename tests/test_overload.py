@@ -387,7 +387,7 @@ def test_the_open_file_limit_is_raised_to_hold_the_connection_limit() -> None:
     script = (
         "import logging, resource, sys, timercheck\n"
         "logging.basicConfig(level='INFO', stream=sys.stdout, format='%(message)s')\n"
-        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 4096))\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 2048))\n"
         "print(timercheck.fit_open_files(1000))\n"
         "print(resource.getrlimit(resource.RLIMIT_NOFILE))\n"
     )
@@ -401,7 +401,7 @@ def test_the_open_file_limit_is_raised_to_hold_the_connection_limit() -> None:
     assert out == [
         "raised the open-file limit from 256 to 1064",
         "1000",
-        "(1064, 4096)",
+        "(1064, 2048)",
     ]
 
 
