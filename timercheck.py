@@ -1285,11 +1285,14 @@ class DynamoDB:
             if answer is not None:
                 content = answer.content
                 crc = answer.headers.get("x-amz-crc32")
-                if answer.status_code == 200 and (
-                    crc is None or int(crc) == zlib.crc32(content)
-                ):
-                    return json.loads(content) if content else {}
-                error = self.error(answer)
+                if answer.status_code != 200:
+                    error = self.error(answer)
+                elif crc is None or int(crc) == zlib.crc32(content):
+                    try:
+                        return json.loads(content) if content else {}
+                    except ValueError as e:  # garbled: retried as a transient fault
+                        answer = None
+                        failure = botocore.exceptions.HTTPClientError(error=e)
             context = retries.RetryContext(
                 attempt_number=attempt,
                 operation_model=self.service.operation_model(operation),

@@ -306,6 +306,14 @@ def test_a_server_error_twice_is_a_client_error_after_two_attempts() -> None:
     assert len(accepted) == 1
 
 
+def test_an_answer_that_is_not_json_is_a_store_fault_not_a_crash() -> None:
+    garbled = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n<html"
+    port, accepted = scripted_server([garbled, garbled], close_after=set())
+    with pytest.raises(botocore.exceptions.HTTPClientError):
+        wire(port).call("GetItem", {})
+    assert len(accepted) == 1  # and asked twice on it
+
+
 def test_a_refused_connection_is_botocore_s_endpoint_error() -> None:
     with pytest.raises(botocore.exceptions.EndpointConnectionError):
         wire(free_port()).call("GetItem", {})
