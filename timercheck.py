@@ -1416,58 +1416,59 @@ class DynamoDB:
 
 
 STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3})")
+MAX_HEAD = 65536  # bytes of a response's status line and headers
+
+
+def more(sock: socket.socket) -> bytes:
+    if not (chunk := sock.recv(65536)):
+        raise ValueError("the answer was cut short")
+    return chunk
 
 
 def read_answer(sock: socket.socket) -> tuple[Answer, bool]:
     """An HTTP/1.1 response to a POST: the answer, and whether the
     connection may be used again. ValueError if it is not one."""
     data = b""
-    while (end := data.find(b"\r\n\r\n")) < 0:
-        if len(data) > 65536 or not (chunk := sock.recv(65536)):
-            raise ValueError("no response head")
-        data += chunk
-    lines = data[:end].decode("latin-1").split("\r\n")
-    status = STATUS_LINE.match(lines[0].encode("latin-1"))
+    while (end := data.find(b"\r\n\r\n")) == -1:
+        if len(data) > MAX_HEAD:
+            raise ValueError("no end to the head")
+        data += more(sock)
+    status_line, *lines = data[:end].decode("latin-1").split("\r\n")
+    status = STATUS_LINE.match(status_line.encode("latin-1"))
     if not status:
         raise ValueError("no status line")
     headers = {}
-    for line in lines[1:]:
+    for line in lines:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
-    rest = data[end + 4 :]
+    body = data[end + 4 :]
     if "chunked" in headers.get("transfer-encoding", ""):
-        content = read_chunked(sock, rest)
+        body = read_chunked(sock, body)
     elif "content-length" in headers:
         length = int(headers["content-length"])
-        while len(rest) < length:
-            if not (chunk := sock.recv(65536)):
-                raise ValueError("the body was cut short")
-            rest += chunk
-        content = rest[:length]
+        while len(body) < length:
+            body += more(sock)
+        body = body[:length]
     else:  # the body runs to the end of the connection
         while chunk := sock.recv(65536):
-            rest += chunk
-        return Answer(int(status[1]), headers, rest), False
+            body += chunk
+        return Answer(int(status[1]), headers, body), False
     keep = headers.get("connection", "").lower() != "close"
-    return Answer(int(status[1]), headers, content), keep
+    return Answer(int(status[1]), headers, body), keep
 
 
 def read_chunked(sock: socket.socket, data: bytes) -> bytes:
-    content = b""
+    body = b""
     while True:
         while b"\r\n" not in data:
-            if not (chunk := sock.recv(65536)):
-                raise ValueError("a chunk was cut short")
-            data += chunk
+            data += more(sock)
         size_line, _, data = data.partition(b"\r\n")
         size = int(size_line.split(b";")[0], 16)
         while len(data) < size + 2:
-            if not (chunk := sock.recv(65536)):
-                raise ValueError("a chunk was cut short")
-            data += chunk
+            data += more(sock)
         if size == 0:
-            return content  # trailers are not used by DynamoDB
-        content, data = content + data[:size], data[size + 2 :]
+            return body  # DynamoDB sends no trailers
+        body, data = body + data[:size], data[size + 2 :]
 
 
 @functools.cache
@@ -1823,8 +1824,8 @@ def fit_open_files(connection_limit: int) -> int:
     as the hard limit allows; the connection limit that fits."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = connection_limit + SPARE_FILES
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < raised:
         resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
         log.info("raised the open-file limit from %d to %d", soft, raised)
         soft = raised

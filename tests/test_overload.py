@@ -9,6 +9,7 @@ import asyncio
 import datetime
 import json
 import random
+import resource
 import socket
 import sqlite3
 import subprocess
@@ -27,6 +28,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from webtest import TestApp
 
+import timercheck
 from fakes import FailingStore, FakeClock, StuckStore
 from support import (
     ROOT,
@@ -216,38 +218,49 @@ def test_rotated_credentials_are_used_from_the_next_request() -> None:
 
 
 def scripted_server(
-    answers: list[bytes], close_after: set[int]
+    answers: list[bytes], close_after: set[int], piece: int = 0, linger: float = 0
 ) -> tuple[int, list[int]]:
     """A server on 127.0.0.1 that answers the nth request with answers[n],
-    closing the connection after the requests numbered in close_after; the
-    list it returns counts the connections it accepted."""
+    `piece` bytes at a time if given, and closes the connection after the
+    requests numbered in close_after (`linger` seconds later). The list it
+    returns holds, for each connection it accepted, the requests it carried."""
     listener = socket.create_server(("127.0.0.1", 0))
-    accepted: list[int] = []
+    carried: list[int] = []
+
+    def send(conn: socket.socket, answer: bytes) -> None:
+        step = piece or len(answer)
+        for start in range(0, len(answer), step):
+            conn.sendall(answer[start : start + step])
+            if piece:
+                time.sleep(0.002)
+
+    def read_request(conn: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r")[0])
+        while len(body) < length:
+            body += conn.recv(65536)
 
     def run() -> None:
         n = 0
         while n < len(answers):
             conn, _ = listener.accept()
-            accepted.append(1)
-            with conn:
-                while n < len(answers):
-                    data = b""
-                    while b"\r\n\r\n" not in data:
-                        data += conn.recv(65536)
-                    head, _, body = data.partition(b"\r\n\r\n")
-                    length = int(
-                        head.lower().split(b"content-length: ")[1].split(b"\r")[0]
-                    )
-                    while len(body) < length:
-                        body += conn.recv(65536)
-                    conn.sendall(answers[n])
-                    n += 1
-                    if n - 1 in close_after:
-                        break
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            carried.append(0)
+            while n < len(answers):
+                read_request(conn)
+                carried[-1] += 1
+                send(conn, answers[n])
+                n += 1
+                if n - 1 in close_after:
+                    threading.Timer(linger, conn.close).start()
+                    break
         listener.close()
 
     threading.Thread(target=run, daemon=True).start()
-    return listener.getsockname()[1], accepted
+    return listener.getsockname()[1], carried
 
 
 def wire(port: int) -> DynamoDB:
@@ -262,56 +275,88 @@ def wire(port: int) -> DynamoDB:
 
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+CHUNKED = (
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b'5\r\n{"a":\r\n4;ext=1\r\n"b"}\r\n0\r\n\r\n'
+)
+UNTIL_CLOSE = b'HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{"c":1}'
+CLOSING = b'HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: Close\r\n\r\n{"d":2}'
 
 
 def test_a_kept_alive_connection_the_server_closed_is_replaced_at_no_retry() -> None:
-    port, accepted = scripted_server([OK, OK], close_after={0})
+    port, carried = scripted_server([OK, OK], close_after={0})
     api = wire(port)
     assert api.call("GetItem", {}) == {}
     time.sleep(0.1)  # the server has closed the idle connection
     assert api.call("GetItem", {}) == {}
-    assert len(accepted) == 2
+    assert carried == [1, 1]
 
 
-def test_answers_in_chunks_and_to_the_end_of_the_connection_are_read() -> None:
-    chunked = (
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-        b'5\r\n{"a":\r\n4\r\n"b"}\r\n0\r\n\r\n'
+@pytest.mark.parametrize("piece", [0, 1, 3])
+def test_answers_are_read_however_they_arrive(piece: int) -> None:
+    """Whole or a few bytes at a time; in chunks, to the end of the
+    connection, or with a length; the connection kept only when it may be."""
+    port, carried = scripted_server(
+        [OK, CHUNKED, UNTIL_CLOSE, CLOSING, OK], close_after={2, 3}, piece=piece
     )
-    until_close = b'HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{"c":1}'
-    port, accepted = scripted_server([chunked, until_close, OK], close_after={1})
     api = wire(port)
+    assert api.call("GetItem", {}) == {}
     assert api.call("GetItem", {}) == {"a": "b"}
     assert api.call("GetItem", {}) == {"c": 1}
+    assert api.call("GetItem", {}) == {"d": 2}
     assert api.call("GetItem", {}) == {}
-    assert len(accepted) == 2
+    assert carried == [3, 1, 1]
+
+
+def test_a_connection_the_server_says_it_closes_is_not_used_again() -> None:
+    """The server says `Connection: close` but closes only later: the next
+    request goes on a new connection, not on the one about to close."""
+    port, carried = scripted_server([CLOSING, OK], close_after={0}, linger=0.5)
+    api = wire(port)
+    assert api.call("GetItem", {}) == {"d": 2}
+    assert api.call("GetItem", {}) == {}
+    assert carried == [1, 1]
 
 
 def test_a_connection_cut_mid_answer_is_retried_once() -> None:
-    cut = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"
-    port, accepted = scripted_server([cut, OK], close_after={0})
-    assert wire(port).call("GetItem", {}) == {}
-    assert len(accepted) == 2
+    for cut in (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{",
+        b"HTTP/1.1 200 OK\r\nContent-",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5",
+    ):
+        port, carried = scripted_server([cut, OK], close_after={0}, piece=4)
+        assert wire(port).call("GetItem", {}) == {}
+        assert carried == [1, 1]
+
+
+def test_what_is_not_an_http_answer_is_a_closed_connection() -> None:
+    for junk in (b"SSH-2.0-OpenSSH\r\n\r\n", b"x" * 70000):
+        port, carried = scripted_server([junk, junk], close_after={0, 1})
+        with pytest.raises(botocore.exceptions.ConnectionClosedError):
+            wire(port).call("GetItem", {})
+        assert carried == [1, 1]
 
 
 def test_a_server_error_twice_is_a_client_error_after_two_attempts() -> None:
-    error = (
-        b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 60\r\n\r\n"
-        + b'{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError"}'[:60]
-    )
-    port, accepted = scripted_server([error, error], close_after=set())
+    body = b'{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError"}'
+    error = b"HTTP/1.1 500 Oops\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    port, carried = scripted_server([error, error], close_after=set())
     with pytest.raises(botocore.exceptions.ClientError) as raised:
         wire(port).call("GetItem", {})
-    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
-    assert len(accepted) == 1
+    assert raised.value.response == {
+        "Error": {"Code": "InternalServerError", "Message": ""},
+        "ResponseMetadata": {"HTTPStatusCode": 500},
+    }
+    assert carried == [2]
 
 
 def test_an_answer_that_is_not_json_is_a_store_fault_not_a_crash() -> None:
     garbled = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n<html"
-    port, accepted = scripted_server([garbled, garbled], close_after=set())
+    port, carried = scripted_server([garbled, garbled], close_after=set())
     with pytest.raises(botocore.exceptions.HTTPClientError):
         wire(port).call("GetItem", {})
-    assert len(accepted) == 1  # and asked twice on it
+    assert carried == [2]
 
 
 def test_a_refused_connection_is_botocore_s_endpoint_error() -> None:
@@ -434,12 +479,70 @@ def test_a_hard_limit_below_it_lowers_the_connection_limit_and_says_so() -> None
     ]
 
 
-def test_a_limit_that_holds_the_connections_is_left_alone() -> None:
-    import resource
+class Limits:
+    """The process's open-file limits, as the resource module shows them."""
 
-    before = resource.getrlimit(resource.RLIMIT_NOFILE)
-    assert fit_open_files(10) == 10
-    assert resource.getrlimit(resource.RLIMIT_NOFILE) == before
+    RLIMIT_NOFILE = resource.RLIMIT_NOFILE
+    RLIM_INFINITY = resource.RLIM_INFINITY
+
+    def __init__(self, soft: int, hard: int) -> None:
+        self.limits = (soft, hard)
+        self.set: list[tuple[int, int]] = []
+
+    def getrlimit(self, which: int) -> tuple[int, int]:
+        assert which == resource.RLIMIT_NOFILE
+        return self.limits
+
+    def setrlimit(self, which: int, limits: tuple[int, int]) -> None:
+        assert which == resource.RLIMIT_NOFILE
+        self.limits = limits
+        self.set.append(limits)
+
+
+INFINITY = resource.RLIM_INFINITY
+RAISED = "raised the open-file limit from {} to {}"
+HOLDS = "open-file limit {} (hard) holds {} connections, not {}"
+
+
+@pytest.mark.parametrize(
+    ("soft", "hard", "connections", "fitted", "raised_to", "logged"),
+    [
+        (1024, 524288, 8000, 8000, 8064, [RAISED.format(1024, 8064)]),
+        (1024, INFINITY, 8000, 8000, 8064, [RAISED.format(1024, 8064)]),
+        (8063, 524288, 8000, 8000, 8064, [RAISED.format(8063, 8064)]),
+        (8064, 524288, 8000, 8000, None, []),
+        (INFINITY, INFINITY, 8000, 8000, None, []),
+        (
+            1024,
+            4096,
+            8000,
+            4032,
+            4096,
+            [RAISED.format(1024, 4096), HOLDS.format(4096, 4032, 8000)],
+        ),
+        (4096, 4096, 8000, 4032, None, [HOLDS.format(4096, 4032, 8000)]),
+        (10, 10, 100, 1, None, [HOLDS.format(10, 1, 100)]),
+    ],
+)
+def test_the_open_file_limit_fits_the_connection_limit(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    soft: int,
+    hard: int,
+    connections: int,
+    fitted: int,
+    raised_to: int | None,
+    logged: list[str],
+) -> None:
+    limits = Limits(soft, hard)
+    monkeypatch.setattr(timercheck, "resource", limits)
+    caplog.set_level("INFO", "timercheck")
+    assert fit_open_files(connections) == fitted
+    assert limits.set == ([] if raised_to is None else [(raised_to, hard)])
+    assert caplog.messages == logged
+    assert [r.levelname for r in caplog.records] == [
+        "WARNING" if "holds" in m else "INFO" for m in logged
+    ]
 
 
 def test_each_store_gets_its_own_number_of_threads_unless_set() -> None:
