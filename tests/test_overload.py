@@ -12,6 +12,7 @@ import random
 import resource
 import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 import threading
@@ -26,6 +27,10 @@ import botocore.auth
 import pytest
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from webtest import TestApp
 
 import timercheck
@@ -218,16 +223,24 @@ def test_rotated_credentials_are_used_from_the_next_request() -> None:
 
 
 def scripted_server(
-    answers: list[bytes], close_after: set[int], piece: int = 0, linger: float = 0
-) -> tuple[int, list[int]]:
+    answers: list[bytes],
+    close_after: set[int],
+    piece: int = 0,
+    linger: float = 0,
+    tls: ssl.SSLContext | None = None,
+) -> tuple[int, list[int], list[bytes]]:
     """A server on 127.0.0.1 that answers the nth request with answers[n],
     `piece` bytes at a time if given, and closes the connection after the
     requests numbered in close_after (`linger` seconds later). The list it
-    returns holds, for each connection it accepted, the requests it carried."""
+    returns holds, for each connection it accepted, the requests it carried;
+    the second list, the requests as they came."""
     listener = socket.create_server(("127.0.0.1", 0))
     carried: list[int] = []
+    requests: list[bytes] = []
 
     def send(conn: socket.socket, answer: bytes) -> None:
+        if not answer:  # say nothing: the client must give up by itself
+            return
         step = piece or len(answer)
         for start in range(0, len(answer), step):
             conn.sendall(answer[start : start + step])
@@ -242,12 +255,19 @@ def scripted_server(
         length = int(head.lower().split(b"content-length: ")[1].split(b"\r")[0])
         while len(body) < length:
             body += conn.recv(65536)
+        requests.append(head + b"\r\n\r\n" + body)
 
     def run() -> None:
         n = 0
         while n < len(answers):
             conn, _ = listener.accept()
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if tls:
+                try:
+                    conn = tls.wrap_socket(conn, server_side=True)
+                except (ssl.SSLError, OSError):  # the client refused us
+                    conn.close()
+                    continue
             carried.append(0)
             while n < len(answers):
                 read_request(conn)
@@ -260,18 +280,20 @@ def scripted_server(
         listener.close()
 
     threading.Thread(target=run, daemon=True).start()
-    return listener.getsockname()[1], carried
+    return listener.getsockname()[1], carried, requests
 
 
-def wire(port: int) -> DynamoDB:
+def wire(
+    port: int, scheme: str = "http", host: str = "127.0.0.1", **options: Any
+) -> DynamoDB:
     client = boto3.client(
         "dynamodb",
-        endpoint_url=f"http://127.0.0.1:{port}",
+        endpoint_url=f"{scheme}://{host}:{port}",
         region_name="us-east-1",
         aws_access_key_id="a",
         aws_secret_access_key="b",
     )
-    return DynamoDB(client, Credentials("a", "b"))
+    return DynamoDB(client, Credentials("a", "b"), **options)
 
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
@@ -283,8 +305,50 @@ UNTIL_CLOSE = b'HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{"c":1}'
 CLOSING = b'HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: Close\r\n\r\n{"d":2}'
 
 
+def test_a_request_on_the_wire_is_what_botocore_would_sign_and_send() -> None:
+    port, _, requests = scripted_server([OK], close_after=set())
+    assert wire(port).call("GetItem", {"TableName": "t"}) == {}
+    [sent] = requests
+    head, _, body = sent.partition(b"\r\n\r\n")
+    request_line, *lines = head.decode().split("\r\n")
+    fields = dict(line.split(": ", 1) for line in lines)
+    assert request_line == "POST / HTTP/1.1"
+    assert list(fields) == [
+        "content-type",
+        "host",
+        "x-amz-date",
+        "x-amz-target",
+        "authorization",
+        "content-length",
+    ]
+    assert fields["content-type"] == "application/x-amz-json-1.0"
+    assert fields["host"] == f"127.0.0.1:{port}"
+    assert fields["x-amz-target"] == "DynamoDB_20120810.GetItem"
+    assert fields["content-length"] == "17"
+    assert body == b'{"TableName":"t"}'
+    when = datetime.datetime.strptime(fields["x-amz-date"], "%Y%m%dT%H%M%SZ")
+    request = AWSRequest(
+        "POST",
+        f"http://127.0.0.1:{port}/",
+        headers={
+            "Content-Type": fields["content-type"],
+            "X-Amz-Target": fields["x-amz-target"],
+        },
+        data=body,
+    )
+    original = botocore.auth.get_current_datetime
+    botocore.auth.get_current_datetime = lambda: when
+    try:
+        botocore.auth.SigV4Auth(
+            Credentials("a", "b"), "dynamodb", "us-east-1"
+        ).add_auth(request)
+    finally:
+        botocore.auth.get_current_datetime = original
+    assert fields["authorization"] == request.headers["Authorization"]
+
+
 def test_a_kept_alive_connection_the_server_closed_is_replaced_at_no_retry() -> None:
-    port, carried = scripted_server([OK, OK], close_after={0})
+    port, carried, _ = scripted_server([OK, OK], close_after={0})
     api = wire(port)
     assert api.call("GetItem", {}) == {}
     time.sleep(0.1)  # the server has closed the idle connection
@@ -296,7 +360,7 @@ def test_a_kept_alive_connection_the_server_closed_is_replaced_at_no_retry() -> 
 def test_answers_are_read_however_they_arrive(piece: int) -> None:
     """Whole or a few bytes at a time; in chunks, to the end of the
     connection, or with a length; the connection kept only when it may be."""
-    port, carried = scripted_server(
+    port, carried, _ = scripted_server(
         [OK, CHUNKED, UNTIL_CLOSE, CLOSING, OK], close_after={2, 3}, piece=piece
     )
     api = wire(port)
@@ -311,7 +375,7 @@ def test_answers_are_read_however_they_arrive(piece: int) -> None:
 def test_a_connection_the_server_says_it_closes_is_not_used_again() -> None:
     """The server says `Connection: close` but closes only later: the next
     request goes on a new connection, not on the one about to close."""
-    port, carried = scripted_server([CLOSING, OK], close_after={0}, linger=0.5)
+    port, carried, _ = scripted_server([CLOSING, OK], close_after={0}, linger=0.5)
     api = wire(port)
     assert api.call("GetItem", {}) == {"d": 2}
     assert api.call("GetItem", {}) == {}
@@ -325,14 +389,14 @@ def test_a_connection_cut_mid_answer_is_retried_once() -> None:
         b"HTTP/1.1 200 OK\r\nContent-",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5",
     ):
-        port, carried = scripted_server([cut, OK], close_after={0}, piece=4)
+        port, carried, _ = scripted_server([cut, OK], close_after={0}, piece=4)
         assert wire(port).call("GetItem", {}) == {}
         assert carried == [1, 1]
 
 
 def test_what_is_not_an_http_answer_is_a_closed_connection() -> None:
     for junk in (b"SSH-2.0-OpenSSH\r\n\r\n", b"x" * 70000):
-        port, carried = scripted_server([junk, junk], close_after={0, 1})
+        port, carried, _ = scripted_server([junk, junk], close_after={0, 1})
         with pytest.raises(botocore.exceptions.ConnectionClosedError):
             wire(port).call("GetItem", {})
         assert carried == [1, 1]
@@ -341,7 +405,7 @@ def test_what_is_not_an_http_answer_is_a_closed_connection() -> None:
 def test_a_server_error_twice_is_a_client_error_after_two_attempts() -> None:
     body = b'{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError"}'
     error = b"HTTP/1.1 500 Oops\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-    port, carried = scripted_server([error, error], close_after=set())
+    port, carried, _ = scripted_server([error, error], close_after=set())
     with pytest.raises(botocore.exceptions.ClientError) as raised:
         wire(port).call("GetItem", {})
     assert raised.value.response == {
@@ -353,10 +417,95 @@ def test_a_server_error_twice_is_a_client_error_after_two_attempts() -> None:
 
 def test_an_answer_that_is_not_json_is_a_store_fault_not_a_crash() -> None:
     garbled = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n<html"
-    port, carried = scripted_server([garbled, garbled], close_after=set())
+    port, carried, _ = scripted_server([garbled, garbled], close_after=set())
     with pytest.raises(botocore.exceptions.HTTPClientError):
         wire(port).call("GetItem", {})
     assert carried == [2]
+
+
+def test_a_store_that_never_answers_times_out_on_each_attempt() -> None:
+    port, carried, _ = scripted_server([b"", b""], close_after={0, 1}, linger=5)
+    api = wire(port, timeouts=(0.2, 0.2))
+    raised: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            api.call("GetItem", {})
+        except BaseException as e:
+            raised.append(e)
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    caller.join(10)  # far past two read timeouts: not a timing assertion
+    assert [type(e) for e in raised] == [botocore.exceptions.ReadTimeoutError]
+    assert carried == [1, 1]
+
+
+def certificate(tmp_path: Path, name: str) -> tuple[ssl.SSLContext, Path]:
+    """A server's TLS context with a self-signed certificate for `name`, and
+    the certificate's file, to trust as a CA bundle."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    return context, cert_file
+
+
+@pytest.mark.parametrize(
+    ("certified", "trusted", "answered"),
+    [
+        ("localhost", True, True),
+        ("elsewhere.example", True, False),
+        ("localhost", False, False),
+    ],
+)
+def test_tls_is_checked_against_the_ca_bundle_and_the_host_name(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    certified: str,
+    trusted: bool,
+    answered: bool,
+) -> None:
+    context, cert_file = certificate(tmp_path, certified)
+    if trusted:
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(cert_file))
+    else:
+        monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
+    timercheck.tls_context.cache_clear()
+    try:
+        port, carried, _ = scripted_server([OK], close_after={0}, tls=context)
+        api = wire(port, "https", "localhost")
+        if answered:
+            assert api.call("GetItem", {}) == {}
+            assert carried == [1]
+        else:
+            with pytest.raises(botocore.exceptions.EndpointConnectionError):
+                api.call("GetItem", {})
+            assert carried == []
+    finally:
+        timercheck.tls_context.cache_clear()
 
 
 def test_a_refused_connection_is_botocore_s_endpoint_error() -> None:
