@@ -790,6 +790,7 @@ def test_breaker_calls_are_stuck_only_past_a_second() -> None:
 def test_breaker_defaults_open_after_3_failures_for_2_seconds() -> None:
     store, clock = FailingStore(), FakeClock(0)
     breaker = Breaker(store, clock=clock)
+    assert breaker._slots.qsize() == 6
     for _ in range(3):
         with pytest.raises(StoreUnavailable, match="^down$"):
             breaker.get("job")

@@ -349,7 +349,7 @@ def test_a_request_on_the_wire_is_what_botocore_would_sign_and_send() -> None:
 
 def test_a_kept_alive_connection_the_server_closed_is_replaced_at_no_retry() -> None:
     port, carried, _ = scripted_server([OK, OK], close_after={0})
-    api = wire(port)
+    api = wire(port, attempts=1)
     assert api.call("GetItem", {}) == {}
     time.sleep(0.1)  # the server has closed the idle connection
     assert api.call("GetItem", {}) == {}
@@ -546,7 +546,7 @@ def test_a_request_that_waited_exactly_the_bound_is_served(
     assert app.get("/job", extra_environ=waited).json["seconds_remaining"] == 60
 
 
-def test_retry_after_spreads_a_storm_over_1_to_4_seconds(clock: FakeClock) -> None:
+def test_retry_after_is_spread_over_1_to_4_seconds(clock: FakeClock) -> None:
     app = TestApp(App(FailingStore(), clock, max_wait=0.5))
     seen = {
         app.get("/job", extra_environ={WAITED: 1}, status=503).headers["Retry-After"]
@@ -734,6 +734,61 @@ def test_slow_calls_while_others_come_back_are_overload_not_a_store_down() -> No
         thread.join()
 
 
+def start_stuck(breaker: Breaker, store: StuckStore, count: int) -> list[Any]:
+    threads = [
+        threading.Thread(target=breaker.get, args=("stuck",)) for _ in range(count)
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 5
+    while store.calls < count and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return threads
+
+
+def test_calls_are_stuck_only_once_nothing_has_come_back_for_over_a_second() -> None:
+    store, clock = SlowAndFast(), FakeClock(1000)
+    breaker = Breaker(store, slots=4, clock=clock)
+    stuck = start_stuck(breaker, store, 2)
+    clock.advance(0.5)
+    assert breaker.get("quick") is None  # came back at 1000.5
+    clock.advance(1.0)  # exactly a second since; the two waited 1.5 s
+    assert breaker.get("quick") is None
+    store.release.set()
+    for thread in stuck:
+        thread.join()
+
+
+def test_nothing_back_for_a_second_is_not_stuck_while_calls_are_young() -> None:
+    """No answer for 1.3 s, but the two calls in flight began 0.5 s ago."""
+    store, clock = SlowAndFast(), FakeClock(1000)
+    breaker = Breaker(store, slots=4, clock=clock)
+    clock.advance(0.8)
+    stuck = start_stuck(breaker, store, 2)
+    clock.advance(0.5)
+    assert breaker.get("quick") is None
+    store.release.set()
+    for thread in stuck:
+        thread.join()
+
+
+def test_a_request_arrives_when_it_has_been_read_whole() -> None:
+    """The wait that sheds a request counts from its last byte, not its first."""
+    from waitress.adjustments import Adjustments
+
+    from timercheck import RequestParser
+
+    parser = RequestParser(Adjustments())
+    parser.received(b"GET /job HTTP/1.1\r\nHost: x\r\n")
+    assert parser.arrived == 0.0
+    before = time.monotonic()
+    parser.received(b"\r\n")
+    assert before <= parser.arrived <= time.monotonic()
+    first = parser.arrived
+    parser.received(b"GET /other HTTP/1.1\r\n\r\n")  # the next is another's
+    assert parser.arrived == first
+
+
 # -- SQLite: forgotten timers are purged --
 
 
@@ -761,6 +816,47 @@ def test_sqlite_purges_forgotten_timers_in_batches(
     assert rows(path) == ["new"]
     app.get("/old-00", status=404)
     assert app.get("/old-00/60").json["misses"] == 0
+
+
+READ_ONLY = "sqlite: attempt to write a readonly database"
+
+
+class Stop(Exception):
+    pass
+
+
+class Scripted(SqliteStore):
+    """A real store whose purges fail, succeed or stop the loop as told."""
+
+    def __init__(self, path: str, script: list[str]) -> None:
+        super().__init__(path)
+        self.script = script
+
+    def purge(self, now: int, batch: int = 500) -> int:
+        step = self.script.pop(0)
+        if step == "fail":
+            raise StoreUnavailable(READ_ONLY)
+        if step == "stop":
+            raise Stop
+        return super().purge(now, batch)
+
+
+def test_the_purge_loop_sleeps_between_rounds_and_says_once_per_outage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = Scripted(
+        str(tmp_path / "t.db"), ["purge", "fail", "fail", "purge", "fail", "stop"]
+    )
+    for n in range(3):
+        store.put(Timer(f"gone-{n}", 0, 1, 1))
+    slept: list[float] = []
+    monkeypatch.setattr(timercheck.time, "sleep", slept.append)
+    with pytest.raises(Stop):
+        purge_forgotten(store, every=7.0)
+    assert slept == [7.0] * 6
+    assert rows(tmp_path / "t.db") == []
+    said = [m for m in caplog.messages if m.startswith("cannot purge")]
+    assert said == [f"cannot purge forgotten timers: {READ_ONLY}"] * 2
 
 
 def test_the_purge_thread_empties_what_expired_and_says_once_when_it_cannot(
