@@ -772,6 +772,18 @@ def test_nothing_back_for_a_second_is_not_stuck_while_calls_are_young() -> None:
         thread.join()
 
 
+def test_with_nothing_back_calls_in_flight_exactly_a_second_are_not_stuck() -> None:
+    store, clock = SlowAndFast(), FakeClock(1000)
+    breaker = Breaker(store, slots=4, clock=clock)
+    clock.advance(0.5)
+    stuck = start_stuck(breaker, store, 2)
+    clock.advance(1.0)  # nothing back for 1.5 s; the two began 1.0 s ago
+    assert breaker.get("quick") is None
+    store.release.set()
+    for thread in stuck:
+        thread.join()
+
+
 def test_a_request_arrives_when_it_has_been_read_whole() -> None:
     """The wait that sheds a request counts from its last byte, not its first."""
     from waitress.adjustments import Adjustments
