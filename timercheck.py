@@ -55,7 +55,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from http import HTTPStatus
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import boto3
@@ -74,6 +74,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 ClientError = botocore.exceptions.ClientError
+T = TypeVar("T")
 log = logging.getLogger("timercheck")
 access_log = logging.getLogger("timercheck.access")
 
@@ -1499,6 +1500,29 @@ def from_item(name: str, item: dict[str, Any] | None) -> Timer | None:
     )
 
 
+def understood(method: Callable[..., T]) -> Callable[..., T]:
+    """An answer the store cannot read (an item without its fields, an
+    endpoint that only looks like DynamoDB) is the store's fault: a 503."""
+
+    @functools.wraps(method)
+    def read(self: Any, *args: Any) -> T:
+        try:
+            return method(self, *args)
+        except (
+            LookupError,
+            TypeError,
+            ValueError,
+            AttributeError,
+            ArithmeticError,
+        ) as e:
+            kind = type(e).__name__
+            raise StoreUnavailable(
+                f"dynamodb: an answer it cannot read ({kind})"
+            ) from e
+
+    return read
+
+
 class DynamoStore:
     """Timers in a DynamoDB table, one item per timer, hash key `timer`."""
 
@@ -1515,10 +1539,12 @@ class DynamoStore:
                 return {}  # the timer was deleted meanwhile
             raise StoreUnavailable(f"dynamodb {operation}: {error_code(e)}") from e
 
+    @understood
     def get(self, name: str) -> Timer | None:
         answer = self._call("GetItem", Key=key(name), ConsistentRead=True)
         return from_item(name, answer.get("Item"))
 
+    @understood
     def put(self, timer: Timer) -> Timer | None:
         start = f"{timer.start_ms // 1000}.{timer.start_ms % 1000:03d}"
         answer = self._call(
@@ -1534,6 +1560,7 @@ class DynamoStore:
         )
         return from_item(timer.name, answer.get("Attributes"))
 
+    @understood
     def add_miss(self, name: str, miss: Miss) -> int:
         answer = self._call(
             "UpdateItem",
@@ -1558,10 +1585,12 @@ class DynamoStore:
             ExpressionAttributeNames={"#timer": "timer"},
         )
 
+    @understood
     def delete(self, name: str) -> Timer | None:
         answer = self._call("DeleteItem", Key=key(name), ReturnValues="ALL_OLD")
         return from_item(name, answer.get("Attributes"))
 
+    @understood
     def secret(self) -> bytes:
         """Kept in the table, under a key no timer name can take (a name
         starts with a letter or digit); the first task to ask makes it."""

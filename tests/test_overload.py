@@ -513,6 +513,39 @@ def test_a_refused_connection_is_botocore_s_endpoint_error() -> None:
         wire(free_port()).call("GetItem", {})
 
 
+class Imitation:
+    """A DynamoDB look-alike that answers 200 with what it likes."""
+
+    def __init__(self, client: Any, answers: dict[str, bytes]) -> None:
+        self.answers = answers
+        client.meta.events.register("before-send.dynamodb", self.answer)
+
+    def answer(self, request: Any, **kwargs: Any) -> Any:
+        operation = str(request.headers["X-Amz-Target"]).partition(".")[2]
+        return SimpleNamespace(
+            status_code=200, headers={}, content=self.answers.get(operation, b"{}")
+        )
+
+
+@pytest.mark.parametrize(
+    ("operation", "answer", "path"),
+    [
+        ("GetItem", b'{"Item": {"timer": {"S": "job"}}}', "/job"),
+        ("GetItem", b'{"Item": {"start_time": {"N": "x"}}}', "/job"),
+        ("GetItem", b'{"Item": ["job"]}', "/job"),
+        ("UpdateItem", b"{}", "/job/60"),  # no secret in it
+        ("UpdateItem", b'{"Attributes": {"secret": {"B": "%%%"}}}', "/job/60"),
+    ],
+)
+def test_an_answer_the_store_cannot_read_is_a_503(
+    dynamo: Any, clock: FakeClock, operation: str, answer: bytes, path: str
+) -> None:
+    Imitation(dynamo.client, {operation: answer})
+    app = TestApp(App(dynamo, clock))
+    failed = app.get(path, status=503)
+    assert failed.json["errorMessage"] == "503: timer store unavailable"
+
+
 # -- shedding: a request that waited too long for a thread --
 
 
