@@ -1037,13 +1037,13 @@ def test_start_up_probe_says_whether_the_store_answers(
     run_probe(app)
     assert re.fullmatch(r"[0-9a-f]{24}", app.name_hash("job"))
     flaky = FailingStore(StoreUnavailable("sqlite: unable to open database file"))
-    fail_once = flaky.get
+    fail = flaky.get
 
-    def get(*args: Any) -> None:
+    def get(*args: Any) -> None:  # down for three tries: said once
         try:
-            return fail_once(*args)
+            return fail(*args)
         finally:
-            flaky.down = False
+            flaky.down = flaky.calls < 3
 
     flaky.get = get  # type: ignore[method-assign]
     run_probe(App(flaky), retry=0)

@@ -214,6 +214,15 @@ def test_log_text_is_escaped_and_cut() -> None:
     assert printable("x" * 20, 8) == "x" * 8 + "..."
 
 
+def test_every_log_line_is_cut_at_2000_characters() -> None:
+    for size, logged in ((2000, "x" * 2000), (2001, "x" * 2000 + "...")):
+        record = logging.LogRecord(
+            "timercheck", logging.INFO, __file__, 1, "%s", ("x" * size,), None
+        )
+        assert SafeLines().filter(record)
+        assert record.getMessage() == logged
+
+
 def test_waitress_lines_never_hold_a_path() -> None:
     record = logging.LogRecord(
         "waitress", logging.INFO, __file__, 1,
