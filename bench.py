@@ -324,7 +324,13 @@ def dynamodb_requests_per_operation(store_port: int) -> dict[str, list[str]]:
     seen = {}
     for label, path in (("set", "/bench-ops/600"), ("check", "/bench-ops")):
         sent.clear()
-        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "REMOTE_ADDR": "-"}
+        environ = {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": path,
+            "REMOTE_ADDR": "-",
+            "SERVER_NAME": "bench",
+            "wsgi.url_scheme": "http",
+        }
         app(environ, lambda status, headers: None)
         seen[label] = [target.split(".")[-1] for target in sent]
     return seen

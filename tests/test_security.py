@@ -128,7 +128,15 @@ def test_a_token_from_another_store_or_altered_is_unknown(
 
 
 @pytest.mark.parametrize(
-    ("name", "length"), [("a", 64), ("x" * 32, 64), ("x" * 33, 107), ("x" * 128, 192)]
+    ("name", "length"),
+    [
+        ("a", 64),
+        ("x" * 32, 64),
+        ("x" * 33, 107),
+        ("X" * 65, 150),
+        ("x" * 128, 192),
+        ("jobX", 64),
+    ],
 )
 def test_a_token_shows_only_a_bucket_of_name_lengths(name: str, length: int) -> None:
     keys = Keys(b"\1" * 32)
