@@ -14,6 +14,7 @@ import boto3
 import pytest
 from webtest import TestApp
 
+import timercheck
 from fakes import (
     START,
     FailingStore,
@@ -1056,6 +1057,18 @@ def test_start_up_probe_says_whether_the_store_answers(
         ),
         (logging.INFO, "the timer store answers"),
     ]
+
+
+def test_an_access_line_is_stamped_to_the_millisecond(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.INFO, "timercheck.access")
+    stream = io.StringIO()
+    write = access_writer(stream)
+    monkeypatch.setattr(timercheck.time, "time", lambda: 1795929826.9995)
+    write("a line")
+    second = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(1795929826))
+    assert stream.getvalue() == f"{second},999 INFO timercheck.access a line\n"
 
 
 def test_the_server_writes_access_lines_in_the_log_format(
