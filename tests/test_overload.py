@@ -25,6 +25,7 @@ from typing import Any
 import boto3
 import botocore.auth
 import pytest
+import waitress
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from cryptography import x509
@@ -51,12 +52,14 @@ from timercheck import (
     WAITED,
     App,
     Breaker,
+    Channel,
     Config,
     Dispatcher,
     DynamoDB,
     SqliteStore,
     StoreUnavailable,
     Timer,
+    accept_bursts,
     authorization,
     fit_open_files,
     purge_forgotten,
@@ -613,6 +616,69 @@ def test_health_checks_go_to_the_front_of_the_queue() -> None:
     for channel in (check, root, post, head, bad, set_):
         dispatcher.add_task(channel)
     assert list(dispatcher.queue) == [head, root, check, post, bad, set_]
+
+
+def listening(limit: int = 100) -> tuple[Any, Dispatcher]:
+    """timercheck's waitress listener on 127.0.0.1, its loop not running, with
+    a dispatcher that has no threads: what the loop would do is called by
+    hand, and what it would queue stays in the queue."""
+    dispatcher = Dispatcher()
+    listener = waitress.create_server(
+        App(FailingStore()), host="127.0.0.1", port=0, _dispatcher=dispatcher,
+        connection_limit=limit,
+    )  # fmt: skip
+    listener.channel_class = Channel
+    accept_bursts(listener)
+    return listener, dispatcher
+
+
+def clients(port: int, count: int, send: bool = True) -> list[socket.socket]:
+    socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
+    for sock in socks:
+        if send:
+            sock.sendall(b"GET /job HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.1)  # for the kernel to hand the bytes over, not a timing test
+    return socks
+
+
+def test_one_turn_accepts_every_waiting_connection_and_reads_its_request() -> None:
+    listener, dispatcher = listening()
+    socks = clients(listener.effective_port, 5)
+    try:
+        listener.handle_accept()  # what one turn of waitress's loop does
+        assert len(dispatcher.queue) == 5
+        assert all(c.requests[0].path == "/job" for c in dispatcher.queue)
+    finally:
+        for sock in socks:
+            sock.close()
+        listener.close()
+
+
+def test_a_connection_with_nothing_sent_yet_is_accepted_and_left_to_the_loop() -> None:
+    listener, dispatcher = listening()
+    socks = clients(listener.effective_port, 3, send=False)
+    try:
+        before = len(listener._map)
+        listener.handle_accept()
+        assert len(listener._map) == before + 3
+        assert len(dispatcher.queue) == 0
+    finally:
+        for sock in socks:
+            sock.close()
+        listener.close()
+
+
+def test_accepting_stops_at_the_connection_limit() -> None:
+    listener, dispatcher = listening()
+    listener.adj.connection_limit = len(listener._map) + 2
+    socks = clients(listener.effective_port, 5)
+    try:
+        listener.handle_accept()
+        assert len(dispatcher.queue) == 2
+    finally:
+        for sock in socks:
+            sock.close()
+        listener.close()
 
 
 # -- the open-file limit --
