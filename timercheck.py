@@ -768,11 +768,10 @@ HOST_HEADER = re.compile(r"[A-Za-z0-9.:\[\]-]{1,255}")
 
 
 def request_origin(environ: dict[str, Any]) -> str:
-    # SERVER_NAME and wsgi.url_scheme are in every WSGI environ (PEP 3333).
-    host = environ.get("HTTP_HOST") or environ["SERVER_NAME"]
+    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "localhost")
     if not HOST_HEADER.fullmatch(host):
-        host = environ["SERVER_NAME"]
-    return f"{environ['wsgi.url_scheme']}://{host}"
+        host = environ.get("SERVER_NAME", "localhost")
+    return f"{environ.get('wsgi.url_scheme', 'http')}://{host}"
 
 
 def set_timer(app: App, req: Request, name: str, seconds_text: str) -> Reply:
