@@ -21,6 +21,7 @@ from fakes import (
     FakeClock,
     StuckStore,
     failing_responses,
+    start_stuck_calls,
 )
 from support import free_port
 from timercheck import (
@@ -744,19 +745,6 @@ def test_breaker_counts_only_failures_in_a_row() -> None:
             except StoreUnavailable:
                 pass
     assert store.calls == 15
-
-
-def start_stuck_calls(breaker: Breaker, store: StuckStore, count: int) -> list[Any]:
-    threads = [
-        threading.Thread(target=breaker.get, args=("job",)) for _ in range(count)
-    ]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + 5
-    while store.calls < count and time.monotonic() < deadline:
-        time.sleep(0.001)
-    assert store.calls == count
-    return threads
 
 
 def test_breaker_fails_fast_while_two_calls_are_stuck() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -68,6 +69,20 @@ class StuckStore:
     def secret(self) -> bytes:
         self.get()
         return bytes(32)
+
+
+def start_stuck_calls(
+    breaker: Any, store: StuckStore, count: int, name: str = "job"
+) -> list[threading.Thread]:
+    """`count` threads, each in a call through the breaker to a stuck store."""
+    threads = [threading.Thread(target=breaker.get, args=(name,)) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 5
+    while store.calls < count and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert store.calls == count
+    return threads
 
 
 def record_calls(client: Any) -> list[tuple[str, dict[str, Any]]]:

@@ -35,7 +35,7 @@ from cryptography.x509.oid import NameOID
 from webtest import TestApp
 
 import timercheck
-from fakes import FailingStore, FakeClock, StuckStore
+from fakes import FailingStore, FakeClock, StuckStore, start_stuck_calls
 from support import (
     ROOT,
     call,
@@ -706,27 +706,6 @@ def test_the_open_file_limit_is_raised_to_hold_the_connection_limit() -> None:
     ]
 
 
-def test_a_hard_limit_below_it_lowers_the_connection_limit_and_says_so() -> None:
-    script = (
-        "import logging, resource, sys, timercheck\n"
-        "logging.basicConfig(level='INFO', stream=sys.stdout, format='%(message)s')\n"
-        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 600))\n"
-        "print(timercheck.fit_open_files(8000))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
-    assert out == [
-        "raised the open-file limit from 256 to 600",
-        "open-file limit 600 (hard) holds 536 connections, not 8000",
-        "536",
-    ]
-
-
 class Limits:
     """The process's open-file limits, as the resource module shows them."""
 
@@ -815,12 +794,7 @@ class SlowAndFast(StuckStore):
 def test_slow_calls_while_others_come_back_are_overload_not_a_store_down() -> None:
     store, clock = SlowAndFast(), FakeClock(1000)
     breaker = Breaker(store, slots=4, clock=clock)
-    stuck = [threading.Thread(target=breaker.get, args=("stuck",)) for _ in range(2)]
-    for thread in stuck:
-        thread.start()
-    deadline = time.monotonic() + 5
-    while store.calls < 2 and time.monotonic() < deadline:
-        time.sleep(0.001)
+    stuck = start_stuck_calls(breaker, store, 2, "stuck")
     clock.advance(0.9)
     assert breaker.get("quick") is None  # a call comes back at 1000.9
     clock.advance(0.5)  # two calls have waited 1.4 s; one came back 0.5 s ago
@@ -833,22 +807,10 @@ def test_slow_calls_while_others_come_back_are_overload_not_a_store_down() -> No
         thread.join()
 
 
-def start_stuck(breaker: Breaker, store: StuckStore, count: int) -> list[Any]:
-    threads = [
-        threading.Thread(target=breaker.get, args=("stuck",)) for _ in range(count)
-    ]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + 5
-    while store.calls < count and time.monotonic() < deadline:
-        time.sleep(0.001)
-    return threads
-
-
 def test_calls_are_stuck_only_once_nothing_has_come_back_for_over_a_second() -> None:
     store, clock = SlowAndFast(), FakeClock(1000)
     breaker = Breaker(store, slots=4, clock=clock)
-    stuck = start_stuck(breaker, store, 2)
+    stuck = start_stuck_calls(breaker, store, 2, "stuck")
     clock.advance(0.5)
     assert breaker.get("quick") is None  # came back at 1000.5
     clock.advance(1.0)  # exactly a second since; the two waited 1.5 s
@@ -863,7 +825,7 @@ def test_nothing_back_for_a_second_is_not_stuck_while_calls_are_young() -> None:
     store, clock = SlowAndFast(), FakeClock(1000)
     breaker = Breaker(store, slots=4, clock=clock)
     clock.advance(0.8)
-    stuck = start_stuck(breaker, store, 2)
+    stuck = start_stuck_calls(breaker, store, 2, "stuck")
     clock.advance(0.5)
     assert breaker.get("quick") is None
     store.release.set()
@@ -875,7 +837,7 @@ def test_with_nothing_back_calls_in_flight_exactly_a_second_are_not_stuck() -> N
     store, clock = SlowAndFast(), FakeClock(1000)
     breaker = Breaker(store, slots=4, clock=clock)
     clock.advance(0.5)
-    stuck = start_stuck(breaker, store, 2)
+    stuck = start_stuck_calls(breaker, store, 2, "stuck")
     clock.advance(1.0)  # nothing back for 1.5 s; the two began 1.0 s ago
     assert breaker.get("quick") is None
     store.release.set()
