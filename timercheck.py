@@ -1309,18 +1309,15 @@ class DynamoDB:
 
     @staticmethod
     def error(answer: Answer) -> dict[str, Any]:
+        """An error answer as botocore's client parses it: the code is the
+        end of `__type`, or the status when there is none."""
         try:
             fields = json.loads(answer.content)
         except ValueError:
-            fields = {}
-        if not isinstance(fields, dict):
-            fields = {}
-        code = str(fields.get("__type", "")).rpartition("#")[2]
+            fields = None
+        kind = fields.get("__type", "") if isinstance(fields, dict) else ""
         return {
-            "Error": {
-                "Code": code or str(answer.status_code),
-                "Message": str(fields.get("message") or fields.get("Message") or ""),
-            },
+            "Error": {"Code": str(kind).rpartition("#")[2] or str(answer.status_code)},
             "ResponseMetadata": {"HTTPStatusCode": answer.status_code},
         }
 

@@ -405,14 +405,29 @@ def test_what_is_not_an_http_answer_is_a_closed_connection() -> None:
         assert carried == [1, 1]
 
 
-def test_a_server_error_twice_is_a_client_error_after_two_attempts() -> None:
-    body = b'{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError"}'
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (
+            b'{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError"}',
+            "InternalServerError",
+        ),
+        (b'{"__type":"InternalFailure"}', "InternalFailure"),
+        (b'{"message":"no type"}', "500"),
+        (b"<html>busy</html>", "500"),
+        (b'["a list"]', "500"),
+        (b"", "500"),
+    ],
+)
+def test_a_server_error_twice_is_a_client_error_after_two_attempts(
+    body: bytes, code: str
+) -> None:
     error = b"HTTP/1.1 500 Oops\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
     port, carried, _ = scripted_server([error, error], close_after=set())
     with pytest.raises(botocore.exceptions.ClientError) as raised:
         wire(port).call("GetItem", {})
     assert raised.value.response == {
-        "Error": {"Code": "InternalServerError", "Message": ""},
+        "Error": {"Code": code},
         "ResponseMetadata": {"HTTPStatusCode": 500},
     }
     assert carried == [2]
