@@ -847,7 +847,6 @@ def test_make_store_sizes_the_client_and_the_breaker_to_the_threads(
     assert isinstance(breaker, Breaker) and isinstance(breaker.store, DynamoStore)
     assert breaker.store.table == "t"
     assert breaker.store.client.meta.region_name == "eu-west-1"
-    assert breaker.store.client.meta.config.max_pool_connections == 7
     assert breaker._slots.qsize() == 3
     assert make_store(Config(threads=1))._slots.qsize() == 1
 
@@ -954,7 +953,6 @@ def test_the_dynamodb_client_fails_within_about_4_seconds(fake_aws: None) -> Non
     assert (config.connect_timeout, config.read_timeout) == (1, 1.5)
     assert config.retries == {"mode": "standard", "total_max_attempts": 2}
     assert config.max_pool_connections == 10
-    assert dynamodb_client("eu-west-1", pool=3).meta.config.max_pool_connections == 3
     assert dynamodb_client("eu-west-1").meta.region_name == "eu-west-1"
 
 

@@ -1165,14 +1165,13 @@ class SqliteStore:
         return bytes(row[0])
 
 
-def dynamodb_client(region: str | None = None, pool: int = 10) -> Any:
+def dynamodb_client(region: str | None = None) -> Any:
     """boto3's client, for create-table and for what boto3 resolves: the
     region and the endpoint (AWS_ENDPOINT_URL_DYNAMODB included)."""
     config = botocore.config.Config(
         connect_timeout=1,
         read_timeout=1.5,
         retries={"mode": "standard", "total_max_attempts": 2},
-        max_pool_connections=pool,
         parameter_validation=False,
     )
     return boto3.session.Session().client("dynamodb", region_name=region, config=config)
@@ -1729,7 +1728,7 @@ class Breaker:
 
 def make_store(config: Config) -> Breaker:
     if config.table_name:
-        client = dynamodb_client(config.region, pool=config.workers + 2)
+        client = dynamodb_client(config.region)
         store: Store = DynamoStore(config.table_name, client)
     else:
         store = SqliteStore(config.sqlite_path)
