@@ -21,6 +21,7 @@ from fakes import (
     FakeClock,
     StuckStore,
     failing_responses,
+    scripted_responses,
     start_stuck_calls,
 )
 from support import free_port
@@ -33,6 +34,7 @@ from timercheck import (
     SqliteStore,
     StoreUnavailable,
     Timer,
+    access_line,
     access_writer,
     make_store,
     probe,
@@ -74,6 +76,11 @@ def test_health_never_touches_the_store(clock: FakeClock) -> None:
     assert app.get("/").text == "OK"
     assert app.head("/").status_int == 200
     assert store.calls == 0
+
+
+def test_an_empty_path_is_the_root(app: TestApp) -> None:
+    """PEP 3333: PATH_INFO is empty when the request is for the app's root."""
+    assert app.get("/", extra_environ={"PATH_INFO": ""}).text == "OK"
 
 
 def test_robots_txt_disallows_everything(app: TestApp) -> None:
@@ -706,7 +713,7 @@ def test_unexpected_errors_are_a_bland_500_with_the_traceback_logged(
     assert "secret" not in response.text and "Traceback" not in response.text
     request_id = response.headers["X-Request-Id"]
     [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert request_id in record.getMessage()
+    assert record.getMessage() == f"request {request_id}: unhandled error"
     assert record.exc_info is not None
 
 
@@ -944,6 +951,39 @@ def test_create_table_sets_ttl_and_can_run_twice(
     assert key == [{"AttributeName": "timer", "KeyType": "HASH"}]
 
 
+def test_create_table_says_when_the_server_has_no_ttl(
+    dynamo: DynamoStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "timercheck")
+    failing_responses(
+        dynamo.client, 400, "UnknownOperationException", "", "UpdateTimeToLive"
+    )
+    dynamo.create_table()
+    assert caplog.messages == [
+        "table timers: TTL not enabled (UnknownOperationException)"
+    ]
+
+
+EMPTY_CRC32 = "2745614147"  # zlib.crc32(b"{}"), as DynamoDB puts it in x-amz-crc32
+
+
+@pytest.mark.parametrize(
+    ("crcs", "status", "sent"),
+    [
+        ([EMPTY_CRC32], 404, 1),
+        (["1", EMPTY_CRC32], 404, 2),  # corrupt on the way: retried
+        (["1", "1"], 503, 2),
+    ],
+)
+def test_a_dynamodb_answer_must_match_its_crc32(
+    dynamo: DynamoStore, clock: FakeClock, crcs: list[str], status: int, sent: int
+) -> None:
+    answers = [(200, {"x-amz-crc32": crc}, b"{}") for crc in crcs]
+    requests = scripted_responses(dynamo.client, answers, "GetItem")
+    TestApp(App(dynamo, clock)).get("/job", status=status)
+    assert len(requests) == sent
+
+
 def test_the_dynamodb_client_fails_within_about_4_seconds(fake_aws: None) -> None:
     """1 s to connect, 1.5 s to read, two attempts in all with botocore's
     standard retries; a pool of 10 connections unless told otherwise."""
@@ -977,6 +1017,25 @@ def test_default_store_is_sqlite(tmp_path: Any, clock: FakeClock) -> None:
     assert (tmp_path / "t.db").exists()
 
 
+def test_the_default_sqlite_store_waits_2_seconds_for_another_process(
+    tmp_path: Any,
+) -> None:
+    """As the README says; SQLite reports its own busy timeout."""
+    store = make_store(Config(sqlite_path=str(tmp_path / "t.db"))).store
+    assert store._run("PRAGMA busy_timeout", (), write=False) == (2000,)
+
+
+def test_read_only_sqlite_still_serves_read_only_urls(
+    tmp_path: Any, clock: FakeClock
+) -> None:
+    path = str(tmp_path / "timers.db")
+    token = (
+        TestApp(App(SqliteStore(path), clock)).get("/job/60").json["read_only_token"]
+    )
+    app = TestApp(App(SqliteStore(f"file:{path}?mode=ro"), clock))
+    assert app.get(f"/-/{token}").json["seconds_remaining"] == 60
+
+
 def test_access_log_has_a_hash_never_the_name(
     app: TestApp, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -985,9 +1044,17 @@ def test_access_log_has_a_hash_never_the_name(
     [line] = [r.getMessage() for r in caplog.records if r.name == "timercheck.access"]
     assert "secret-timer-name" not in line
     assert response.headers["X-Request-Id"] in line
-    assert " GET set_timer " in line and " 200 " in line
+    assert line.split()[1:3] == ["GET", "set_timer"] and " 200 " in line
     duration = float(line.split()[-2].removesuffix("ms"))
     assert 0 < duration < 10_000
+    assert line.split()[-1] == "-"  # WebTest gives no REMOTE_ADDR
+
+
+def test_an_access_line_times_the_request_in_milliseconds() -> None:
+    started = time.perf_counter() - 10
+    reply = timercheck.Reply(200, "OK")
+    line = access_line({"REQUEST_METHOD": "GET"}, "id", "health", "-", reply, started)
+    assert 10_000 <= float(line.split()[-2].removesuffix("ms")) < 10_100
 
 
 @pytest.mark.filterwarnings("ignore:Unknown REQUEST_METHOD")
@@ -1005,6 +1072,7 @@ def test_access_lines_cut_the_method_and_the_client(
             r.getMessage() for r in caplog.records if r.name == "timercheck.access"
         ]
         assert (line.split()[1], line.split()[-1]) == (logged_method, logged_client)
+        assert line.split()[2:5] == ["-", "-", "405"]  # no handler, no timer
 
 
 def run_probe(app: App, retry: float = 5.0) -> None:

@@ -1522,10 +1522,10 @@ def understood(method: Callable[..., T]) -> Callable[..., T]:
 class DynamoStore:
     """Timers in a DynamoDB table, one item per timer, hash key `timer`."""
 
-    def __init__(self, table: str, client: Any = None, credentials: Any = None) -> None:
+    def __init__(self, table: str, client: Any = None) -> None:
         self.table = table
         self.client = client or dynamodb_client()
-        self.api = DynamoDB(self.client, credentials)
+        self.api = DynamoDB(self.client)
 
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         try:

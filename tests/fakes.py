@@ -100,9 +100,12 @@ def record_calls(client: Any) -> list[tuple[str, dict[str, Any]]]:
     return calls
 
 
-def failing_responses(client: Any, status: int, code: str, message: str) -> list[int]:
-    """Make every DynamoDB request get this error, through botocore's retries;
-    the list counts the requests sent."""
+def scripted_responses(
+    client: Any, answers: list[tuple[int, dict[str, str], bytes]], operation: str = ""
+) -> list[int]:
+    """Answer the DynamoDB requests (of one `operation`, or all) in place of
+    the wire: the n-th with the n-th (status, headers, body), the last one
+    again once they run out; the list counts the requests sent."""
     sent: list[int] = []
 
     class Raw(io.BytesIO):
@@ -110,17 +113,25 @@ def failing_responses(client: Any, status: int, code: str, message: str) -> list
             yield self.getvalue()
 
     def answer(request: Any, **kwargs: Any) -> AWSResponse:
+        status, headers, body = answers[min(len(sent), len(answers) - 1)]
         sent.append(1)
-        body = f'{{"__type":"com.amazonaws.dynamodb.v20120810#{code}",'
-        body += f'"message":"{message}"}}'
-        headers = {
-            "x-amzn-RequestId": "r",
-            "Content-Type": "application/x-amz-json-1.0",
-        }
-        return AWSResponse(request.url, status, headers, Raw(body.encode()))
+        headers = {"Content-Type": "application/x-amz-json-1.0", **headers}
+        return AWSResponse(request.url, status, headers, Raw(body))
 
-    client.meta.events.register("before-send.dynamodb", answer)
+    event = f"before-send.dynamodb.{operation}" if operation else "before-send.dynamodb"
+    client.meta.events.register(event, answer)
     return sent
+
+
+def failing_responses(
+    client: Any, status: int, code: str, message: str, operation: str = ""
+) -> list[int]:
+    """Make every DynamoDB request (of one `operation`, or all) get this
+    error, through botocore's retries; the list counts the requests sent."""
+    body = f'{{"__type":"com.amazonaws.dynamodb.v20120810#{code}",'
+    body += f'"message":"{message}"}}'
+    headers = {"x-amzn-RequestId": "r"}
+    return scripted_responses(client, [(status, headers, body.encode())], operation)
 
 
 def serialize_item_operations(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,7 @@ import pytest
 from webtest import TestApp
 
 from fakes import START, FailingStore, FakeClock
-from timercheck import App, human
+from timercheck import App, StoreUnavailable, human
 
 T0 = int(START)
 
@@ -505,8 +505,10 @@ def test_the_svg_badge_is_drawn_as_shields_io_draws_it(
     assert app.get("/job?format=svg").text == RUNNING_SVG
 
 
-def test_badge_when_the_store_is_down(clock: FakeClock) -> None:
-    app = TestApp(App(FailingStore(), clock))
+def test_badge_when_the_store_is_down(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = TestApp(App(FailingStore(StoreUnavailable("sqlite: disk I/O error")), clock))
     answer = app.get("/job?format=svg")
     assert answer.status_int == 200 and answer.content_type == "image/svg+xml"
     assert answer.headers["X-Content-Type-Options"] == "nosniff"
@@ -525,7 +527,11 @@ def test_badge_when_the_store_is_down(clock: FakeClock) -> None:
     text = app.get("/job?format=text", status=503)
     assert text.text == "unavailable\n"
     assert text.headers["Retry-After"] == "5"
-    app.get("/job", status=503)
+    request_id = app.get("/job", status=503).headers["X-Request-Id"]
+    said = [r.getMessage() for r in caplog.records if r.name == "timercheck"]
+    assert said == ["store unavailable: sqlite: disk I/O error"] * 4 + [
+        f"request {request_id}: store unavailable: sqlite: disk I/O error"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -571,7 +571,7 @@ def test_a_timer_request_that_waited_past_the_bound_is_shed_without_the_store(
     clock: FakeClock,
 ) -> None:
     store = FailingStore()
-    app = TestApp(App(store, clock, max_wait=2.0))
+    app = TestApp(App(store, clock))  # 2 s by default, as TIMERCHECK_MAX_WAIT_MS
     for path in ("/job", "/job/60", "/-/" + "A" * 64):
         shed = app.get(path, extra_environ={WAITED: 2.001}, status=503)
         assert shed.json["errorMessage"] == "503: overloaded: try again shortly"
@@ -595,6 +595,14 @@ def test_a_request_that_waited_exactly_the_bound_is_served(
     waited = {WAITED: 2.0}
     assert app.get("/job/60", extra_environ=waited).json["status"] == "ok"
     assert app.get("/job", extra_environ=waited).json["seconds_remaining"] == 60
+
+
+def test_a_request_whose_wait_no_server_stamped_is_served(
+    store: Any, clock: FakeClock
+) -> None:
+    """Under a WSGI server other than ours the wait is unknown: never shed."""
+    app = TestApp(App(store, clock, max_wait=0.001))
+    assert app.get("/job/60").json["status"] == "ok"
 
 
 def test_retry_after_is_spread_over_1_to_4_seconds(clock: FakeClock) -> None:

@@ -151,8 +151,9 @@ def test_region_wins_over_aws_region_and_empty_means_unset() -> None:
     assert Config.from_env(env) == Config(region="us-west-2")
 
 
-@pytest.mark.parametrize("value", ["0", "00", "65535"])
+@pytest.mark.parametrize("value", ["0", "00", "65535", "000065535"])
 def test_the_ends_of_a_range_are_allowed(value: str) -> None:
+    """Up to 9 digits, leading zeros and all."""
     assert Config.from_env({"PORT": value}).port == int(value)
 
 
@@ -165,6 +166,11 @@ def test_the_ends_of_a_range_are_allowed(value: str) -> None:
             "PORT",
             "0123456789",
             "PORT='0123456789': out of range; allowed: 0 to 65535",
+        ),
+        (
+            "PORT",
+            "0000000080",
+            "PORT='0000000080': out of range; allowed: 0 to 65535",
         ),
         (
             "TIMERCHECK_THREADS",
