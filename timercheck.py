@@ -1944,8 +1944,6 @@ def stop(signum: int, frame: object) -> None:
 
 
 def serve(config: Config) -> int:
-    if os.environ.get("XSWITCH"):
-        sys.setswitchinterval(float(os.environ["XSWITCH"]))
     config = replace(config, connection_limit=fit_open_files(config.connection_limit))
     store = make_store(config)
     app = App(

@@ -4,6 +4,7 @@ never a traceback; a port or host it cannot listen on is one error line."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -394,6 +395,40 @@ def test_create_table_needs_a_table_name(
     assert error.endswith("error: create-table needs TABLE_NAME")
 
 
+def test_help_says_what_the_service_is_what_it_runs_and_its_settings(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from timercheck import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--help"])
+    assert stopped.value.code == 0
+    out = capsys.readouterr().out
+    first = "timercheck: countdown timers over HTTP, a dead man's switch for cron jobs."
+    assert out.splitlines()[2] == first
+    assert (
+        "{serve,create-table} serve HTTP (the default), or create the DynamoDB"
+        " table TABLE_NAME options:"
+    ) in " ".join(out.split())
+    assert (  # the settings keep their own lines
+        "settings, from the environment (an empty value counts as unset):\n"
+        "  TABLE_NAME\n"
+        "      DynamoDB table of timers; unset: the SQLite file\n"
+        "      default: unset; allowed: any text\n"
+    ) in out
+
+
+def test_an_unknown_command_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from timercheck import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["bogus"])
+    assert stopped.value.code == 2
+    assert "error: argument command: invalid choice: 'bogus'" in capsys.readouterr().err
+
+
 def test_a_bad_setting_stops_main_with_a_usage_error(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -408,15 +443,17 @@ def test_a_bad_setting_stops_main_with_a_usage_error(
 
 
 def test_create_table_makes_the_table_and_says_so(
-    fake_aws: None, monkeypatch: pytest.MonkeyPatch
+    fake_aws: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     import boto3
 
     from timercheck import main
 
+    caplog.set_level(logging.INFO, "timercheck")
     monkeypatch.setenv("TABLE_NAME", "made")
     monkeypatch.setenv("REGION", "us-east-1")
     assert main(["create-table"]) == 0
+    assert caplog.messages[-1] == "table made is ready"
     client = boto3.client("dynamodb", region_name="us-east-1")
     assert client.describe_table(TableName="made")["Table"]["TableStatus"] == "ACTIVE"
 
