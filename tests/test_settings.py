@@ -9,7 +9,9 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -372,6 +374,64 @@ def test_only_a_request_with_a_body_is_told_to_continue(
     parser = RequestParser(Adjustments())
     parser.received(head)
     assert parser.headers_finished and parser.expect_continue is expects
+
+
+def test_serve_in_this_process_answers_logs_and_stops_on_sigterm(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """serve() as main calls it, run here rather than in a child process, so
+    that what it wires together is seen by coverage and mutation testing."""
+    import signal
+    import threading
+
+    from support import call
+    from timercheck import serve, stop
+
+    caplog.set_level(logging.INFO, "timercheck")
+    port, path = free_port(), str(tmp_path / "t.db")
+    config = Config(port=port, sqlite_path=path, threads=3)
+    seen: dict[str, Any] = {}
+
+    def client() -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "health" not in seen:
+            try:
+                seen["health"] = call(port, "GET", "/", timeout=2).body
+            except OSError:
+                time.sleep(0.05)
+        seen["set"] = call(port, "GET", "/job/60", timeout=5)
+        while time.monotonic() < deadline and not any(
+            r.getMessage() == "the timer store answers" for r in caplog.records
+        ):
+            time.sleep(0.05)  # the start-up probe runs in a thread of its own
+        seen["threads"] = [t.name for t in threading.enumerate()]
+        if signal.getsignal(signal.SIGTERM) is stop:  # else serve has ended
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    thread = threading.Thread(target=client)
+    thread.start()
+    try:
+        assert serve(config) == 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        thread.join(15)
+    assert seen["health"] == b"OK"
+    assert seen["set"].status == 200 and seen["set"].json["status"] == "ok"
+    waitress_threads = [n for n in seen["threads"] if n.startswith("waitress-")]
+    assert len(waitress_threads) == 3
+    assert any(n.endswith("(purge_forgotten)") for n in seen["threads"])
+    said = [r.getMessage() for r in caplog.records if r.name == "timercheck"]
+    serving = f"timercheck serving on http://127.0.0.1:{port} with sqlite path={path}"
+    assert serving in said
+    assert "the timer store answers" in said
+    assert said[-1] == "timercheck stopped"
+    [access] = [
+        line for line in capsys.readouterr().out.splitlines() if "set_timer" in line
+    ]
+    assert " timercheck.access " in access and " 200 " in access
 
 
 def test_sigterm_stops_the_server_cleanly() -> None:
