@@ -4,6 +4,7 @@ request heads with bounds. WebTest on both stores, then the real server."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import socket
@@ -350,6 +351,22 @@ def test_the_read_only_url_follows_the_scheme_and_server_name(
     assert answer["read_only_url"] == expected
     environ["HTTP_HOST"] = "bad host"
     assert app.get("/job/60", extra_environ=environ).json["read_only_url"] == expected
+
+
+@pytest.mark.parametrize("host", [None, "bad host"])
+def test_a_server_that_leaves_out_the_server_name_and_scheme_still_gets_a_url(
+    store: Any, clock: FakeClock, host: str | None
+) -> None:
+    """PEP 3333 requires SERVER_NAME and wsgi.url_scheme; a server that
+    leaves them out gets http://localhost, not a 500."""
+    environ: dict[str, Any] = {"REQUEST_METHOD": "GET", "PATH_INFO": "/job/60"}
+    if host is not None:
+        environ["HTTP_HOST"] = host
+    started: list[str] = []
+    body = App(store, clock)(environ, lambda status, headers: started.append(status))
+    answer = json.loads(b"".join(body))
+    assert started == ["200 OK"]
+    assert answer["read_only_url"] == f"http://localhost/-/{answer['read_only_token']}"
 
 
 @pytest.mark.parametrize(
