@@ -984,6 +984,13 @@ def test_a_dynamodb_answer_must_match_its_crc32(
     assert len(requests) == sent
 
 
+def test_an_empty_dynamodb_answer_reads_as_botocore_reads_it(
+    dynamo: DynamoStore, clock: FakeClock
+) -> None:
+    scripted_responses(dynamo.client, [(200, {}, b"")], "GetItem")
+    TestApp(App(dynamo, clock)).get("/job", status=404)
+
+
 def test_the_dynamodb_client_fails_within_about_4_seconds(fake_aws: None) -> None:
     """1 s to connect, 1.5 s to read, two attempts in all with botocore's
     standard retries; a pool of 10 connections unless told otherwise."""

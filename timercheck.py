@@ -1172,7 +1172,6 @@ def dynamodb_client(region: str | None = None) -> Any:
         connect_timeout=1,
         read_timeout=1.5,
         retries={"mode": "standard", "total_max_attempts": 2},
-        parameter_validation=False,
     )
     return boto3.session.Session().client("dynamodb", region_name=region, config=config)
 

@@ -35,7 +35,13 @@ from cryptography.x509.oid import NameOID
 from webtest import TestApp
 
 import timercheck
-from fakes import FailingStore, FakeClock, StuckStore, start_stuck_calls
+from fakes import (
+    FailingStore,
+    FakeClock,
+    StuckStore,
+    scripted_responses,
+    start_stuck_calls,
+)
 from support import (
     ROOT,
     call,
@@ -348,6 +354,41 @@ def test_a_request_on_the_wire_is_what_botocore_would_sign_and_send() -> None:
     finally:
         botocore.auth.get_current_datetime = original
     assert fields["authorization"] == request.headers["Authorization"]
+
+
+AWS_EU = "dynamodb.eu-west-1.amazonaws.com"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "url", "address"),
+    [
+        ("http://127.0.0.1:8000/", "http://127.0.0.1:8000/", ("127.0.0.1", 8000)),
+        ("http://localhost", "http://localhost/", ("localhost", 80)),
+        (f"https://{AWS_EU}", f"https://{AWS_EU}/", (AWS_EU, 443)),
+    ],
+)
+def test_the_endpoint_says_where_to_connect_and_what_before_send_hooks_see(
+    endpoint: str, url: str, address: tuple[str, int]
+) -> None:
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="a",
+        aws_secret_access_key="b",
+    )
+    api = DynamoDB(client, Credentials("a", "b"))
+    seen: list[tuple[str, str, bytes]] = []
+    client.meta.events.register(
+        "before-send.dynamodb",
+        lambda request, **kwargs: seen.append(
+            (request.method, request.url, request.body)
+        ),
+    )
+    scripted_responses(client, [(200, {}, b"{}")])
+    assert api.call("GetItem", {"TableName": "t"}) == {}
+    assert seen == [("POST", url, b'{"TableName":"t"}')]
+    assert api.address == address
 
 
 def test_a_kept_alive_connection_the_server_closed_is_replaced_at_no_retry() -> None:
