@@ -1,6 +1,7 @@
 """Run mutmut's survivors against the suites that start real servers.
 
-    .venv/bin/python tools/subprocess_mutants.py [FUNCTION ...]
+    .venv/bin/python tools/subprocess_mutants.py [--suite PATH ...] [-k EXPR]
+        [FUNCTION ...]
 
 mutmut links a mutant only to the tests that call its function in-process,
 so code that runs only in a server started by a test (main, serve, probe, the
@@ -8,10 +9,12 @@ log's format) survives every mutant. mutmut's trampoline reads the mutant to
 run from MUTANT_UNDER_TEST, which a child process inherits: run here with it
 set, the server suites do test those mutants. Prints each survivor (of the
 functions named, or all) as killed or survived. Run after `mutmut run`.
+The suite is tests/test_settings.py unless --suite names others.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import subprocess
@@ -35,22 +38,35 @@ def survivors(functions: list[str]) -> list[str]:
     return [n for n in names if not functions or any(f in n for f in functions)]
 
 
-def fails(mutant: str) -> bool:
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *SUITES],
-        cwd=ROOT / "mutants",
-        env={**os.environ, "MUTANT_UNDER_TEST": mutant},
-        capture_output=True,
-        timeout=600,
-    )
-    return run.returncode != 0
+def verdict(mutant: str, suites: list[str]) -> str:
+    """killed, survived, or timeout (a hang the suite would not get past)."""
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
+            + suites,
+            cwd=ROOT / "mutants",
+            env={**os.environ, "MUTANT_UNDER_TEST": mutant},
+            capture_output=True,
+            timeout=300,
+        )
+    except subprocess.TimeoutExpired:
+        return "timeout"
+    return "killed" if run.returncode != 0 else "survived"
 
 
 def main() -> None:
-    if fails(""):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--suite", action="append", default=[])
+    parser.add_argument("-k", dest="expression")
+    parser.add_argument("functions", nargs="*")
+    args = parser.parse_args()
+    suites = args.suite or SUITES
+    if args.expression:
+        suites = [*suites, "-k", args.expression]
+    if verdict("", suites) != "survived":
         sys.exit("the suites fail with no mutant: nothing they say would count")
-    for mutant in survivors(sys.argv[1:]):
-        print(f"{mutant}: {'killed' if fails(mutant) else 'survived'}", flush=True)
+    for mutant in survivors(args.functions):
+        print(f"{mutant}: {verdict(mutant, suites)}", flush=True)
 
 
 if __name__ == "__main__":
