@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import boto3
+import botocore.exceptions
 import pytest
 from webtest import TestApp
 
@@ -964,6 +965,32 @@ def test_create_table_says_when_the_server_has_no_ttl(
     ]
 
 
+@pytest.mark.parametrize(
+    ("statuses", "checks", "ready"),
+    [(["CREATING", "CREATING", "ACTIVE"], 3, True), (["CREATING"], 60, False)],
+)
+def test_create_table_waits_a_minute_for_the_table_checking_each_second(
+    dynamo: DynamoStore,
+    monkeypatch: pytest.MonkeyPatch,
+    statuses: list[str],
+    checks: int,
+    ready: bool,
+) -> None:
+    answers = [
+        (200, {}, b'{"Table":{"TableStatus":"%s"}}' % s.encode()) for s in statuses
+    ]
+    described = scripted_responses(dynamo.client, answers, "DescribeTable")
+    waits: list[float] = []
+    monkeypatch.setattr(time, "sleep", waits.append)
+    if ready:
+        dynamo.create_table()
+    else:
+        with pytest.raises(botocore.exceptions.WaiterError):
+            dynamo.create_table()
+    assert len(described) == checks
+    assert waits == [1] * (checks - 1)
+
+
 EMPTY_CRC32 = "2745614147"  # zlib.crc32(b"{}"), as DynamoDB puts it in x-amz-crc32
 
 
@@ -1082,16 +1109,16 @@ def test_access_lines_cut_the_method_and_the_client(
         assert line.split()[2:5] == ["-", "-", "405"]  # no handler, no timer
 
 
-def run_probe(app: App, retry: float = 5.0) -> None:
+def run_probe(app: App) -> None:
     """The probe retries until the store answers: give up on it after 5 s."""
-    thread = threading.Thread(target=probe, args=(app, retry), daemon=True)
+    thread = threading.Thread(target=probe, args=(app,), daemon=True)
     thread.start()
     thread.join(5)
     assert not thread.is_alive(), "the probe never saw the store answer"
 
 
 def test_start_up_probe_says_whether_the_store_answers(
-    store: Any, caplog: pytest.LogCaptureFixture
+    store: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     caplog.set_level(logging.INFO, "timercheck")
     app = App(store)
@@ -1108,7 +1135,10 @@ def test_start_up_probe_says_whether_the_store_answers(
             flaky.down = flaky.calls < 3
 
     flaky.get = get  # type: ignore[method-assign]
-    run_probe(App(flaky), retry=0)
+    waits: list[float] = []
+    monkeypatch.setattr(time, "sleep", waits.append)
+    run_probe(App(flaky))
+    assert waits == [5.0, 5.0, 5.0]  # tries again every 5 s
     messages = [(r.levelno, r.getMessage()) for r in caplog.records]
     assert messages == [
         (logging.INFO, "the timer store answers"),

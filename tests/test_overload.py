@@ -39,6 +39,7 @@ from fakes import (
     FailingStore,
     FakeClock,
     StuckStore,
+    failing_responses,
     scripted_responses,
     start_stuck_calls,
 )
@@ -482,6 +483,45 @@ def test_an_answer_that_is_not_json_is_a_store_fault_not_a_crash() -> None:
     assert carried == [2]
 
 
+def test_an_answer_on_the_wire_must_match_its_crc32() -> None:
+    good = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Amz-Crc32: 2745614147\r\n\r\n{}"
+    bad = good.replace(b"2745614147", b"1")
+    port, carried, _ = scripted_server([bad, good], close_after=set())
+    assert wire(port).call("GetItem", {}) == {}
+    assert carried == [2]
+    port, carried, _ = scripted_server([bad, bad], close_after=set())
+    with pytest.raises(botocore.exceptions.ClientError):
+        wire(port).call("GetItem", {})
+    assert carried == [2]
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "longest"),
+    [(400, "ThrottlingException", 1.0), (500, "InternalServerError", 0.025)],
+)
+def test_a_retry_waits_as_botocore_waits_for_dynamodb(
+    monkeypatch: pytest.MonkeyPatch, status: int, code: str, longest: float
+) -> None:
+    """botocore's standard backoff before a second attempt: a random wait
+    under 1 s after throttling, under 25 ms for DynamoDB's other errors
+    (botocore/retries/standard.py, ExponentialBackoff)."""
+    client = boto3.client(
+        "dynamodb",
+        region_name="us-east-1",
+        aws_access_key_id="a",
+        aws_secret_access_key="b",
+    )
+    api = DynamoDB(client, Credentials("a", "b"))
+    failing_responses(client, status, code, "")
+    waits: list[float] = []
+    monkeypatch.setattr(time, "sleep", waits.append)
+    for _ in range(60):
+        with pytest.raises(botocore.exceptions.ClientError):
+            api.call("GetItem", {})
+    assert len(waits) == 60
+    assert longest / 2 < max(waits) < longest  # 60 draws: all under half, 2**-60
+
+
 def test_a_store_that_never_answers_times_out_on_each_attempt() -> None:
     port, carried, _ = scripted_server([b"", b""], close_after={0, 1}, linger=5)
     api = wire(port, timeouts=(0.2, 0.2))
@@ -682,16 +722,22 @@ def test_health_checks_go_to_the_front_of_the_queue() -> None:
     assert list(dispatcher.queue) == [head, root, check, post, bad, set_]
 
 
-def listening(limit: int = 100) -> tuple[Any, Dispatcher]:
+def listening(
+    limit: int = 100, accepts: list[int] | None = None
+) -> tuple[Any, Dispatcher]:
     """timercheck's waitress listener on 127.0.0.1, its loop not running, with
     a dispatcher that has no threads: what the loop would do is called by
-    hand, and what it would queue stays in the queue."""
+    hand, and what it would queue stays in the queue. Each call of waitress's
+    own accept is counted in `accepts`, if given."""
     dispatcher = Dispatcher()
     listener = waitress.create_server(
         App(FailingStore()), host="127.0.0.1", port=0, _dispatcher=dispatcher,
         connection_limit=limit,
     )  # fmt: skip
     listener.channel_class = Channel
+    if accepts is not None:
+        accept_one = listener.handle_accept
+        listener.handle_accept = lambda: accepts.append(1) or accept_one()
     accept_bursts(listener)
     return listener, dispatcher
 
@@ -712,6 +758,19 @@ def test_one_turn_accepts_every_waiting_connection_and_reads_its_request() -> No
         listener.handle_accept()  # what one turn of waitress's loop does
         assert len(dispatcher.queue) == 5
         assert all(c.requests[0].path == "/job" for c in dispatcher.queue)
+    finally:
+        for sock in socks:
+            sock.close()
+        listener.close()
+
+
+def test_one_turn_stops_accepting_once_nothing_is_waiting() -> None:
+    accepts: list[int] = []
+    listener, _ = listening(accepts=accepts)
+    socks = clients(listener.effective_port, 5)
+    try:
+        listener.handle_accept()
+        assert len(accepts) == 6  # five connections, then one try that finds none
     finally:
         for sock in socks:
             sock.close()
