@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -391,7 +392,7 @@ def test_serve_in_this_process_answers_logs_and_stops_on_sigterm(
 
     caplog.set_level(logging.INFO, "timercheck")
     port, path = free_port(), str(tmp_path / "t.db")
-    config = Config(port=port, sqlite_path=path, threads=3)
+    config = Config(port=port, sqlite_path=path, threads=3, retention_days=2)
     seen: dict[str, Any] = {}
 
     def client() -> None:
@@ -420,6 +421,9 @@ def test_serve_in_this_process_answers_logs_and_stops_on_sigterm(
         thread.join(15)
     assert seen["health"] == b"OK"
     assert seen["set"].status == 200 and seen["set"].json["status"] == "ok"
+    with sqlite3.connect(path) as db:  # remembered 2 days past its expiry
+        [(kept,)] = db.execute("SELECT expires_at - start_ms / 1000 - 60 FROM timers")
+    assert kept == 2 * 86400
     waitress_threads = [n for n in seen["threads"] if n.startswith("waitress-")]
     assert len(waitress_threads) == 3
     assert any(n.endswith("(purge_forgotten)") for n in seen["threads"])
