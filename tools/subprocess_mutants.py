@@ -6,10 +6,13 @@
 mutmut links a mutant only to the tests that call its function in-process,
 so code that runs only in a server started by a test (main, serve, probe, the
 log's format) survives every mutant. mutmut's trampoline reads the mutant to
-run from MUTANT_UNDER_TEST, which a child process inherits: run here with it
-set, the server suites do test those mutants. Prints each survivor (of the
-functions named, or all) as killed or survived. Run after `mutmut run`.
-The suite is tests/test_settings.py unless --suite names others.
+run from MUTANT_UNDER_TEST, which a child process inherits, and switches it on
+only in the module the name starts with. A server the tests start runs
+`python timercheck.py`, whose module is `__main__`: so the mutant is named
+`__main__.x_...` here, and it is on in the servers and off in the tests
+themselves. Prints each survivor (of the functions named, or all) as killed,
+survived or timeout. Run after `mutmut run`. The suite is
+tests/test_settings.py unless --suite names others.
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ def survivors(functions: list[str]) -> list[str]:
     return [n for n in names if not functions or any(f in n for f in functions)]
 
 
+def as_script(mutant: str) -> str:
+    return mutant.replace("timercheck.", "__main__.", 1) if mutant else ""
+
+
 def verdict(mutant: str, suites: list[str]) -> str:
     """killed, survived, or timeout (a hang the suite would not get past)."""
     try:
@@ -45,7 +52,7 @@ def verdict(mutant: str, suites: list[str]) -> str:
             [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
             + suites,
             cwd=ROOT / "mutants",
-            env={**os.environ, "MUTANT_UNDER_TEST": mutant},
+            env={**os.environ, "MUTANT_UNDER_TEST": as_script(mutant)},
             capture_output=True,
             timeout=300,
         )
