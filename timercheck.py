@@ -1972,10 +1972,13 @@ def serve(config: Config) -> int:
         accept_bursts(listener)
         host = listener.effective_host
         log.info(
-            "timercheck serving on http://%s:%s with %s",
+            "timercheck serving on http://%s:%s with %s, %d threads,"
+            " up to %d connections",
             f"[{host}]" if ":" in host else host,
             listener.effective_port,
             store_label(config),
+            config.workers,
+            config.connection_limit,
         )
     dispatcher.set_thread_count(config.workers)
     signal.signal(signal.SIGTERM, stop)

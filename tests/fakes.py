@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import resource
 import threading
 import time
 from collections.abc import Iterator
@@ -69,6 +70,26 @@ class StuckStore:
     def secret(self) -> bytes:
         self.get()
         return bytes(32)
+
+
+class Limits:
+    """The process's open-file limits, as the resource module shows them."""
+
+    RLIMIT_NOFILE = resource.RLIMIT_NOFILE
+    RLIM_INFINITY = resource.RLIM_INFINITY
+
+    def __init__(self, soft: int, hard: int) -> None:
+        self.limits = (soft, hard)
+        self.set: list[tuple[int, int]] = []
+
+    def getrlimit(self, which: int) -> tuple[int, int]:
+        assert which == resource.RLIMIT_NOFILE
+        return self.limits
+
+    def setrlimit(self, which: int, limits: tuple[int, int]) -> None:
+        assert which == resource.RLIMIT_NOFILE
+        self.limits = limits
+        self.set.append(limits)
 
 
 def start_stuck_calls(

@@ -38,6 +38,7 @@ import timercheck
 from fakes import (
     FailingStore,
     FakeClock,
+    Limits,
     StuckStore,
     failing_responses,
     scripted_responses,
@@ -827,26 +828,6 @@ def test_the_open_file_limit_is_raised_to_hold_the_connection_limit() -> None:
         "1000",
         "(1064, 2048)",
     ]
-
-
-class Limits:
-    """The process's open-file limits, as the resource module shows them."""
-
-    RLIMIT_NOFILE = resource.RLIMIT_NOFILE
-    RLIM_INFINITY = resource.RLIM_INFINITY
-
-    def __init__(self, soft: int, hard: int) -> None:
-        self.limits = (soft, hard)
-        self.set: list[tuple[int, int]] = []
-
-    def getrlimit(self, which: int) -> tuple[int, int]:
-        assert which == resource.RLIMIT_NOFILE
-        return self.limits
-
-    def setrlimit(self, which: int, limits: tuple[int, int]) -> None:
-        assert which == resource.RLIMIT_NOFILE
-        self.limits = limits
-        self.set.append(limits)
 
 
 INFINITY = resource.RLIM_INFINITY

@@ -381,18 +381,24 @@ def test_serve_in_this_process_answers_logs_and_stops_on_sigterm(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """serve() as main calls it, run here rather than in a child process, so
     that what it wires together is seen by coverage and mutation testing."""
     import signal
     import threading
 
+    import timercheck
+    from fakes import Limits
     from support import call
     from timercheck import serve, stop
 
     caplog.set_level(logging.INFO, "timercheck")
     port, path = free_port(), str(tmp_path / "t.db")
-    config = Config(port=port, sqlite_path=path, threads=3, retention_days=2)
+    config = Config(
+        port=port, sqlite_path=path, threads=3, retention_days=2, connection_limit=8000
+    )
+    monkeypatch.setattr(timercheck, "resource", Limits(256, 2048))
     seen: dict[str, Any] = {}
 
     def client() -> None:
@@ -428,8 +434,10 @@ def test_serve_in_this_process_answers_logs_and_stops_on_sigterm(
     assert len(waitress_threads) == 3
     assert any(n.endswith("(purge_forgotten)") for n in seen["threads"])
     said = [r.getMessage() for r in caplog.records if r.name == "timercheck"]
-    serving = f"timercheck serving on http://127.0.0.1:{port} with sqlite path={path}"
-    assert serving in said
+    assert (  # the hard limit of 2,048 open files holds 1,984 connections
+        f"timercheck serving on http://127.0.0.1:{port} with sqlite path={path},"
+        " 3 threads, up to 1984 connections"
+    ) in said
     assert "the timer store answers" in said
     assert said[-1] == "timercheck stopped"
     [access] = [
