@@ -477,7 +477,7 @@ def test_help_says_what_the_service_is_what_it_runs_and_its_settings(
     assert stopped.value.code == 0
     out = capsys.readouterr().out
     first = "timercheck: countdown timers over HTTP, a dead man's switch for cron jobs."
-    assert out.splitlines()[2] == first
+    assert out.splitlines()[2:5] == [first, "", "positional arguments:"]
     assert (
         "{serve,create-table} serve HTTP (the default), or create the DynamoDB"
         " table TABLE_NAME options:"
