@@ -65,6 +65,7 @@ import botocore.retries.standard as retries
 import waitress
 import waitress.channel
 import waitress.parser
+import waitress.server
 import waitress.task
 from botocore.awsrequest import AWSPreparedRequest, HeadersDict
 from botocore.httpsession import get_cert_path
@@ -1961,11 +1962,16 @@ def serve(config: Config) -> int:
         reason = getattr(cause, "strerror", None) or str(cause or e)
         log.error("cannot listen on %s port %s: %s", config.host, config.port, reason)
         return 1
-    # A host name may resolve to several addresses, each its own listener.
+    # A host name may resolve to several addresses, each its own listener in
+    # the map the loop serves (beside the loop's own trigger).
     listeners = (
-        getattr(server, "map", {}).values()
-        if not hasattr(server, "effective_port")
-        else [server]
+        [server]
+        if isinstance(server, waitress.server.BaseWSGIServer)
+        else [
+            d
+            for d in server.map.values()
+            if isinstance(d, waitress.server.BaseWSGIServer)
+        ]
     )
     for listener in listeners:
         listener.channel_class = Channel

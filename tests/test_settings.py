@@ -4,6 +4,7 @@ never a traceback; a port or host it cannot listen on is one error line."""
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import socket
@@ -11,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -377,21 +379,59 @@ def test_only_a_request_with_a_body_is_told_to_continue(
     assert parser.headers_finished and parser.expect_continue is expects
 
 
+def serve_here(config: Config, client: Callable[[], None]) -> int:
+    """serve() as main calls it, but in this process, so that what it wires
+    together is seen by coverage and mutation testing: `client` runs in a
+    thread meanwhile, then SIGTERM stops the server."""
+    import signal
+    import threading
+
+    from timercheck import serve, stop
+
+    def run_client() -> None:
+        try:
+            client()
+        finally:
+            if signal.getsignal(signal.SIGTERM) is stop:  # else serve has ended
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    thread = threading.Thread(target=run_client)
+    thread.start()
+    try:
+        return serve(config)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        thread.join(15)
+
+
+def health(host: str, port: int) -> bytes:
+    """GET / once the server answers, trying for up to 10 s."""
+    deadline = time.monotonic() + 10
+    while True:
+        conn = http.client.HTTPConnection(host, port, timeout=2)
+        try:
+            conn.request("GET", "/")
+            return conn.getresponse().read()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+        finally:
+            conn.close()
+
+
 def test_serve_in_this_process_answers_logs_and_stops_on_sigterm(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """serve() as main calls it, run here rather than in a child process, so
-    that what it wires together is seen by coverage and mutation testing."""
-    import signal
     import threading
 
     import timercheck
     from fakes import Limits
     from support import call
-    from timercheck import serve, stop
 
     caplog.set_level(logging.INFO, "timercheck")
     port, path = free_port(), str(tmp_path / "t.db")
@@ -402,29 +442,16 @@ def test_serve_in_this_process_answers_logs_and_stops_on_sigterm(
     seen: dict[str, Any] = {}
 
     def client() -> None:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and "health" not in seen:
-            try:
-                seen["health"] = call(port, "GET", "/", timeout=2).body
-            except OSError:
-                time.sleep(0.05)
+        seen["health"] = health("127.0.0.1", port)
         seen["set"] = call(port, "GET", "/job/60", timeout=5)
+        deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not any(
             r.getMessage() == "the timer store answers" for r in caplog.records
         ):
             time.sleep(0.05)  # the start-up probe runs in a thread of its own
         seen["threads"] = [t.name for t in threading.enumerate()]
-        if signal.getsignal(signal.SIGTERM) is stop:  # else serve has ended
-            os.kill(os.getpid(), signal.SIGTERM)
 
-    previous = signal.getsignal(signal.SIGTERM)
-    thread = threading.Thread(target=client)
-    thread.start()
-    try:
-        assert serve(config) == 0
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        thread.join(15)
+    assert serve_here(config, client) == 0
     assert seen["health"] == b"OK"
     assert seen["set"].status == 200 and seen["set"].json["status"] == "ok"
     with sqlite3.connect(path) as db:  # remembered 2 days past its expiry
@@ -444,6 +471,36 @@ def test_serve_in_this_process_answers_logs_and_stops_on_sigterm(
         line for line in capsys.readouterr().out.splitlines() if "set_timer" in line
     ]
     assert " timercheck.access " in access and " 200 " in access
+
+
+def test_serve_listens_on_every_address_of_its_host_name(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name with two addresses (localhost has two where IPv6 is on)."""
+    real = socket.getaddrinfo
+
+    def resolve(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "timers.test":
+            return real("127.0.0.1", *args, **kwargs) + real(
+                "127.0.0.2", *args, **kwargs
+            )
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    caplog.set_level(logging.INFO, "timercheck")
+    port, answers = free_port(), []
+    config = Config(host="timers.test", port=port, sqlite_path=str(tmp_path / "t.db"))
+
+    def client() -> None:
+        answers.extend(health(address, port) for address in ("127.0.0.1", "127.0.0.2"))
+
+    assert serve_here(config, client) == 0
+    assert answers == [b"OK", b"OK"]
+    said = [r.getMessage() for r in caplog.records if "serving on" in r.getMessage()]
+    assert [line.split()[3] for line in said] == [
+        f"http://127.0.0.1:{port}",
+        f"http://127.0.0.2:{port}",
+    ]
 
 
 def test_sigterm_stops_the_server_cleanly() -> None:
