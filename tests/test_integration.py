@@ -146,6 +146,16 @@ def test_two_services_on_one_table_see_each_others_resets(
         assert call(first.port, "GET", f"/{name}").status == 404
 
 
+def test_sigterm_stops_a_server_whose_store_is_down(tmp_path: Path) -> None:
+    """The start-up probe is still retrying: it must not keep the process."""
+    with service({"TIMERCHECK_DB": str(tmp_path / "missing" / "t.db")}) as proc:
+        assert call(proc.port, "GET", "/job").status == 503
+        started = time.monotonic()
+        assert proc.stop(15) == 0
+        assert time.monotonic() - started < 3
+        assert "the timer store is unavailable" in proc.output()
+
+
 def test_sigterm_stops_the_server_cleanly(tmp_path: Path) -> None:
     with service({"TIMERCHECK_DB": str(tmp_path / "t.db")}) as proc:
         started = time.monotonic()
