@@ -503,6 +503,27 @@ def test_serve_listens_on_every_address_of_its_host_name(
     ]
 
 
+def ipv6_loopback() -> bool:
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="this machine has no IPv6 loopback")
+def test_serve_names_an_ipv6_address_in_brackets(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "timercheck")
+    port, answers = free_port(), []
+    config = Config(host="::1", port=port, sqlite_path=str(tmp_path / "t.db"))
+    assert serve_here(config, lambda: answers.append(health("::1", port))) == 0
+    assert answers == [b"OK"]
+    said = [r.getMessage() for r in caplog.records if "serving on" in r.getMessage()]
+    assert [line.split()[3] for line in said] == [f"http://[::1]:{port}"]
+
+
 def test_sigterm_stops_the_server_cleanly() -> None:
     from timercheck import stop
 
