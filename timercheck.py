@@ -1979,12 +1979,13 @@ def serve(config: Config) -> int:
         host = listener.effective_host
         log.info(
             "timercheck serving on http://%s:%s with %s, %d threads,"
-            " up to %d connections",
+            " up to %d connections, shedding requests that waited over %d ms",
             f"[{host}]" if ":" in host else host,
             listener.effective_port,
             store_label(config),
             config.workers,
             config.connection_limit,
+            round(app.max_wait * 1000),
         )
     dispatcher.set_thread_count(config.workers)
     signal.signal(signal.SIGTERM, stop)

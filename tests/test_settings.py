@@ -436,7 +436,12 @@ def test_serve_in_this_process_answers_logs_and_stops_on_sigterm(
     caplog.set_level(logging.INFO, "timercheck")
     port, path = free_port(), str(tmp_path / "t.db")
     config = Config(
-        port=port, sqlite_path=path, threads=3, retention_days=2, connection_limit=8000
+        port=port,
+        sqlite_path=path,
+        threads=3,
+        retention_days=2,
+        connection_limit=8000,
+        max_wait_ms=500,
     )
     monkeypatch.setattr(timercheck, "resource", Limits(256, 2048))
     seen: dict[str, Any] = {}
@@ -463,7 +468,8 @@ def test_serve_in_this_process_answers_logs_and_stops_on_sigterm(
     said = [r.getMessage() for r in caplog.records if r.name == "timercheck"]
     assert (  # the hard limit of 2,048 open files holds 1,984 connections
         f"timercheck serving on http://127.0.0.1:{port} with sqlite path={path},"
-        " 3 threads, up to 1984 connections"
+        " 3 threads, up to 1984 connections, shedding requests that waited over"
+        " 500 ms"
     ) in said
     assert "the timer store answers" in said
     assert said[-1] == "timercheck stopped"
