@@ -1134,6 +1134,8 @@ def test_a_storm_past_the_wait_bound_is_shed_and_still_loses_nothing(
         shed = [
             n for n, (outcome, _, _) in enumerate(result["sets"]) if outcome == "503"
         ]
-        assert shed
+        # The breaker's slots answer 503 too, each with a "store unavailable"
+        # line: more 503s than such lines means requests were shed.
+        assert server.output().count("store unavailable") < len(shed)
         for n in shed:
             assert call(server.port, "GET", f"/storm-{n}").status in (404, 503)
