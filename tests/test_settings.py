@@ -538,28 +538,32 @@ def test_sigterm_stops_the_server_cleanly() -> None:
     assert stopped.value.code == 0
 
 
+def main_exits(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> tuple[int | str | None, str, str]:
+    """main(argv) run to a SystemExit: its code, stdout and stderr."""
+    from timercheck import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    out, err = capsys.readouterr()
+    return stopped.value.code, out, err
+
+
 def test_create_table_needs_a_table_name(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from timercheck import main
-
     monkeypatch.delenv("TABLE_NAME", raising=False)
-    with pytest.raises(SystemExit) as stopped:
-        main(["create-table"])
-    assert stopped.value.code == 2
-    error = capsys.readouterr().err.splitlines()[-1]
-    assert error.endswith("error: create-table needs TABLE_NAME")
+    code, _, err = main_exits(["create-table"], capsys)
+    assert code == 2
+    assert err.splitlines()[-1].endswith("error: create-table needs TABLE_NAME")
 
 
 def test_help_says_what_the_service_is_what_it_runs_and_its_settings(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from timercheck import main
-
-    with pytest.raises(SystemExit) as stopped:
-        main(["--help"])
-    assert stopped.value.code == 0
-    out = capsys.readouterr().out
+    code, out, _ = main_exits(["--help"], capsys)
+    assert code == 0
     first = "timercheck: countdown timers over HTTP, a dead man's switch for cron jobs."
     assert out.splitlines()[2:5] == [first, "", "positional arguments:"]
     assert (
@@ -577,25 +581,20 @@ def test_help_says_what_the_service_is_what_it_runs_and_its_settings(
 def test_an_unknown_command_is_a_usage_error(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from timercheck import main
-
-    with pytest.raises(SystemExit) as stopped:
-        main(["bogus"])
-    assert stopped.value.code == 2
-    assert "error: argument command: invalid choice: 'bogus'" in capsys.readouterr().err
+    code, _, err = main_exits(["bogus"], capsys)
+    assert code == 2
+    assert "error: argument command: invalid choice: 'bogus'" in err
 
 
 def test_a_bad_setting_stops_main_with_a_usage_error(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from timercheck import main
-
     monkeypatch.setenv("PORT", "http")
-    with pytest.raises(SystemExit) as stopped:
-        main([])
-    assert stopped.value.code == 2
-    error = capsys.readouterr().err.splitlines()[-1]
-    assert error.endswith("error: PORT='http': not a whole number; allowed: 0 to 65535")
+    code, _, err = main_exits([], capsys)
+    assert code == 2
+    assert err.splitlines()[-1].endswith(
+        "error: PORT='http': not a whole number; allowed: 0 to 65535"
+    )
 
 
 def test_create_table_makes_the_table_and_says_so(
