@@ -45,10 +45,15 @@ class Answer:
 
 
 def call(
-    port: int, method: str, path: str, timeout: float = 10, body: bytes | None = None
+    port: int,
+    method: str,
+    path: str,
+    timeout: float = 10,
+    body: bytes | None = None,
+    host: str = "127.0.0.1",
 ) -> Answer:
     """One request on a new connection, with the path sent exactly as given."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.putrequest(method, path, skip_accept_encoding=True)
         if body is not None:

@@ -4,7 +4,6 @@ never a traceback; a port or host it cannot listen on is one error line."""
 
 from __future__ import annotations
 
-import http.client
 import logging
 import os
 import socket
@@ -18,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from support import ROOT, Process, free_port
+from support import ROOT, Process, call, free_port
 from timercheck import Config, ConfigError
 
 
@@ -409,16 +408,12 @@ def health(host: str, port: int) -> bytes:
     """GET / once the server answers, trying for up to 10 s."""
     deadline = time.monotonic() + 10
     while True:
-        conn = http.client.HTTPConnection(host, port, timeout=2)
         try:
-            conn.request("GET", "/")
-            return conn.getresponse().read()
+            return call(port, "GET", "/", timeout=2, host=host).body
         except OSError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
-        finally:
-            conn.close()
 
 
 def test_serve_in_this_process_answers_logs_and_stops_on_sigterm(
@@ -431,7 +426,6 @@ def test_serve_in_this_process_answers_logs_and_stops_on_sigterm(
 
     import timercheck
     from fakes import Limits
-    from support import call
 
     caplog.set_level(logging.INFO, "timercheck")
     port, path = free_port(), str(tmp_path / "t.db")
