@@ -905,7 +905,14 @@ def test_each_operation_is_one_dynamodb_request(
         "GetItem",
         "DeleteItem",
     ]
-    assert calls[0][1]["ReturnValues"] == "ALL_OLD"
+    # Every answer carries the item's key, to be checked against the one asked.
+    assert calls[0][1]["ReturnValues"] == "ALL_NEW"
+    assert calls[0][1]["ConditionExpression"] == (
+        "attribute_not_exists(set_id) OR set_id <> :id"
+    )
+    assert calls[0][1]["ExpressionAttributeValues"][":id"] != (
+        calls[1][1]["ExpressionAttributeValues"][":id"]
+    )
     assert calls[2][1]["ConsistentRead"] is True
     assert calls[4][1]["ReturnValues"] == "ALL_OLD"
 
@@ -914,16 +921,39 @@ def test_dynamodb_item_has_the_documented_attributes(
     dynamo: DynamoStore, clock: FakeClock
 ) -> None:
     clock.advance(0.25)
-    TestApp(App(dynamo, clock)).get("/job/70m")
-    item = boto3.client("dynamodb", region_name="us-east-1").get_item(
-        TableName="timers", Key={"timer": {"S": "job"}}
-    )["Item"]
-    assert item == {
+    app = TestApp(App(dynamo, clock))
+    app.get("/job/70m")
+    read = boto3.client("dynamodb", region_name="us-east-1").get_item
+    item = read(TableName="timers", Key={"timer": {"S": "job"}})["Item"]
+    null = {"NULL": True}
+    first = {
         "timer": {"S": "job"},
         "start_time": {"N": f"{T0}.250"},
         "start_seconds": {"N": "4200"},
         "expires_at": {"N": str(T0 + 4200 + 30 * 86400)},
+        "set_id": item["set_id"],
+        "was_start_time": null,
+        "was_start_seconds": null,
+        "was_expires_at": null,
+        "was_misses": null,
+        "was_last_miss": null,
     }
+    assert item == first
+    assert len(item["set_id"]["S"]) == 16
+    clock.advance(60)
+    app.get("/job/90")
+    item = read(TableName="timers", Key={"timer": {"S": "job"}})["Item"]
+    assert item == {
+        **first,
+        "start_time": {"N": f"{T0 + 60}.250"},
+        "start_seconds": {"N": "90"},
+        "expires_at": {"N": str(T0 + 60 + 90 + 30 * 86400)},
+        "set_id": item["set_id"],
+        "was_start_time": {"N": f"{T0}.250"},
+        "was_start_seconds": {"N": "4200"},
+        "was_expires_at": {"N": str(T0 + 4200 + 30 * 86400)},
+    }
+    assert item["set_id"] != first["set_id"]
 
 
 def test_an_item_without_expires_at_is_kept(

@@ -47,6 +47,7 @@ import signal
 import socket
 import sqlite3
 import ssl
+import struct
 import sys
 import threading
 import time
@@ -56,12 +57,15 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from http import HTTPStatus
 from typing import Any, NamedTuple, Protocol, TypeVar
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import boto3
 import botocore.config
 import botocore.exceptions
 import botocore.retries.standard as retries
+import botocore.session
+import botocore.utils
+import httptools
 import waitress
 import waitress.channel
 import waitress.parser
@@ -69,6 +73,7 @@ import waitress.server
 import waitress.task
 from botocore.awsrequest import AWSPreparedRequest, HeadersDict
 from botocore.httpsession import get_cert_path
+from botocore.retries.quota import RetryQuota
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
@@ -1217,22 +1222,136 @@ class Answer(NamedTuple):  # what botocore's retry policy reads of a response
     content: bytes
 
 
-def waiting(sock: Any) -> bool:
-    """Whether a socket has something to read, at once; poll(), not select():
-    descriptors run past 1024."""
-    poller = select.poll()
-    poller.register(sock, select.POLLIN)
-    return bool(poller.poll(0))
+MAX_ANSWER = 1 << 20  # bytes; DynamoDB's largest item is 400 KB
+RECEIVE = 65536  # bytes a read asks for
+
+
+class Framing:
+    """httptools' callbacks for the answer to one request (httptools, the
+    binding of Node's llhttp, parsed a DynamoDB answer in 3.0 µs here; h11
+    took 58 µs). It passes over 1xx answers, and anything after the final
+    answer, or an answer whose end only a closed connection could tell, is
+    an error: nothing that could belong to another request is ever read as
+    this one's answer."""
+
+    __slots__ = ("parser", "status", "headers", "body", "keep", "done")
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.body: list[bytes] = []
+        self.keep = self.done = False
+
+    def on_message_begin(self) -> None:
+        if self.done:
+            raise ValueError("more after the answer")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        if self.status == 101:
+            raise ValueError("an upgrade")
+        if self.status >= 200 and not (
+            "content-length" in self.headers
+            or self.headers.get("transfer-encoding", "").lower().endswith("chunked")
+        ):
+            raise ValueError("an answer with no length")
+        self.keep = self.parser.should_keep_alive()  # not known once it ends
+
+    def on_body(self, data: bytes) -> None:
+        self.body.append(data)
+
+    def on_message_complete(self) -> None:
+        if self.status < 200:  # 100 Continue, 103 Early Hints: more to come
+            self.headers = {}
+        else:
+            self.done = True
+
+    def answer(self) -> Answer:
+        return Answer(self.status, self.headers, b"".join(self.body))
+
+
+class ProxyAt(NamedTuple):
+    """An HTTP proxy, from HTTP_PROXY or HTTPS_PROXY as botocore reads them."""
+
+    address: tuple[str, int]
+    authorization: str | None  # Proxy-Authorization, from user:password@
+    shown: str  # the URL without its password, for the log
+
+
+def proxy_for(url: str) -> ProxyAt | None:
+    """The proxy botocore would send a request for `url` through (NO_PROXY
+    honoured), or None. ConfigError for one this service cannot use."""
+    scheme = urlsplit(url).scheme
+    proxy = botocore.utils.get_environ_proxies(url).get(scheme)
+    if not proxy:
+        return None
+    variable = f"{scheme.upper()}_PROXY"
+    parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    if parts.scheme != "http" or not parts.hostname:
+        raise ConfigError(f"{variable} must be an http:// proxy URL")
+    credentials = None
+    if parts.username is not None:
+        user = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        credentials = "Basic " + base64.b64encode(user.encode()).decode()
+    port = parts.port or 80
+    return ProxyAt(
+        (parts.hostname, port), credentials, f"http://{parts.hostname}:{port}"
+    )
+
+
+def set_timeouts(sock: socket.socket, seconds: float) -> None:
+    """The kernel's timeouts on a blocking socket: one system call a read,
+    where Python's own timeout polls before each."""
+    whole = int(seconds)
+    value = struct.pack("@ll", whole, max(1, int((seconds - whole) * 1e6)))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+
+
+def stale(sock: socket.socket) -> bool:
+    """Whether an idle kept-alive connection has something to read, or its
+    end, before a request is sent: a stray answer, or the server's close."""
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    try:  # the encrypted bytes under TLS: socket's own recv, not SSLSocket's
+        socket.socket.recv(sock, 1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return False
+    except OSError:
+        pass
+    return True
+
+
+class Link(threading.local):
+    """A thread's kept-alive connection, the buffer it reads into and the
+    kernel timeout its socket has."""
+
+    sock: socket.socket | None = None
+    timeout = 0.0
+
+    def __init__(self) -> None:
+        self.buffer = bytearray(RECEIVE)
+        self.view = memoryview(self.buffer)
 
 
 class DynamoDB:
     """DynamoDB's JSON API, one signed POST per operation, on one kept-alive
     connection per thread. boto3's client spent about 1 ms of CPU a call
     (docs/operating.md); boto3 still resolves the region, the endpoint and
-    the credentials (refreshed as the task role's rotate), and botocore's
-    standard retry policy decides what is retried and after how long.
-    botocore's `before-send` event is emitted as its client does, so what
-    stands in for DynamoDB there (moto, a test's fault) answers here too."""
+    the credentials (refreshed as the task role's rotate), and botocore
+    decides what is retried, after how long, and how many retries a failing
+    store gets (its standard mode's retry quota). A call ends by `deadline`
+    seconds, every attempt and wait included. botocore's `before-send` event
+    is emitted as its client does, so what stands in for DynamoDB there
+    (moto, a test's fault) answers here too.
+
+    Every answer that carries an item is checked against the key asked for:
+    HTTP/1.1 pairs answers with requests by their order alone, and a server
+    or proxy that breaks the order must cost a retry, never a wrong timer."""
 
     VERSION = "DynamoDB_20120810"
 
@@ -1242,6 +1361,7 @@ class DynamoDB:
         credentials: Any = None,
         attempts: int = 2,
         timeouts: tuple[float, float] = (1.0, 1.5),  # connect, read
+        deadline: float = 4.0,
     ) -> None:
         self.url = client.meta.endpoint_url.rstrip("/") + "/"
         parts = urlsplit(self.url)
@@ -1255,11 +1375,24 @@ class DynamoDB:
             host if parts.port in (None, default_port) else f"{host}:{parts.port}"
         )
         self.tls = parts.scheme == "https"
+        self.proxy = proxy_for(self.url)
+        # Through a proxy, a plain-HTTP request names the whole URL; under
+        # TLS the proxy only carries the connection (CONNECT).
+        target = self.url if self.proxy and not self.tls else "/"
+        self.request_line = f"POST {target} HTTP/1.1\r\n"
+        if self.proxy and self.proxy.authorization and not self.tls:
+            self.request_line += f"proxy-authorization: {self.proxy.authorization}\r\n"
+        self.ca_bundle = None
+        if self.tls:  # AWS_CA_BUNDLE, or the profile's ca_bundle, as botocore
+            self.ca_bundle = botocore.session.get_session().get_config_variable(
+                "ca_bundle"
+            )
         self.region = client.meta.region_name
         self.events = client.meta.events
         self.service = client.meta.service_model
         self.credentials = credentials
         self.timeouts = timeouts
+        self.deadline = deadline
         detector = retries.ThrottlingErrorDetector(retries.RetryEventAdapter())
         self.policy = retries.RetryPolicy(
             retries.StandardRetryConditions(max_attempts=attempts),
@@ -1267,58 +1400,83 @@ class DynamoDB:
                 service_name="dynamodb", throttling_detector=detector
             ),
         )
-        self._local = threading.local()
-        self._keys: dict[tuple[str, str], bytes] = {}
+        self.quota = retries.RetryQuotaChecker(RetryQuota(), detector)
+        self._link = Link()
+        self._signing_keys: dict[tuple[str, str], bytes] = {}
 
     def call(self, operation: str, payload: dict[str, Any]) -> dict[str, Any]:
         """The operation's answer; botocore's exceptions as its client raises
-        them (ClientError for an error DynamoDB answered)."""
+        them (ClientError for an error DynamoDB answered, with the item of a
+        failed condition where the server sends it)."""
         body = JSON.encode(payload).encode()
+        key = payload.get("Key")
+        deadline = time.monotonic() + self.deadline
+        request_context: dict[str, Any] = {}
         attempt = 0
         while True:
             attempt += 1
             answer, failure, error = None, None, None
             try:
-                answer = self.send(operation, body)
+                answer = self.send(operation, body, deadline)
             except botocore.exceptions.BotoCoreError as e:
                 failure = e
             if answer is not None:
-                content = answer.content
+                fields = None
                 crc = answer.headers.get("x-amz-crc32")
-                if answer.status_code != 200:
-                    error = self.error(answer)
-                elif crc is None or int(crc) == zlib.crc32(content):
+                if crc is None or int(crc) == zlib.crc32(answer.content):
                     try:
-                        return json.loads(content) if content else {}
+                        fields = json.loads(answer.content) if answer.content else {}
                     except ValueError as e:  # garbled: retried as a transient fault
-                        answer = None
-                        failure = botocore.exceptions.HTTPClientError(error=e)
+                        if answer.status_code == 200:
+                            answer, failure = None, self.fault(e)
+                if answer is not None and answer.status_code != 200:
+                    fields = error = self.error(answer.status_code, fields)
+                if fields is not None and not about(key, fields):
+                    answer, error = None, None
+                    failure = self.fault(ValueError("an answer about another item"))
+                if error is None and fields is not None:
+                    self.quota.release_retry_quota(request_context, answer)
+                    return fields
             context = retries.RetryContext(
                 attempt_number=attempt,
                 operation_model=self.service.operation_model(operation),
                 parsed_response=error,
                 http_response=answer,
                 caught_exception=failure,
+                request_context=request_context,
             )
-            if not self.policy.should_retry(context):
+            delay = 0.0
+            retry = self.policy.should_retry(context)
+            if retry:
+                delay = self.policy.compute_retry_delay(context)
+                retry = time.monotonic() + delay < deadline
+            if not (retry and self.quota.acquire_retry_quota(context)):
                 if failure is not None:
                     raise failure
                 raise ClientError(error or {}, operation)
-            time.sleep(self.policy.compute_retry_delay(context))
+            time.sleep(delay)
+
+    def fault(self, cause: Exception) -> botocore.exceptions.BotoCoreError:
+        """A transient fault for the retry policy; the connection that
+        brought it is not used again."""
+        self.drop()
+        return botocore.exceptions.HTTPClientError(error=cause)
 
     @staticmethod
-    def error(answer: Answer) -> dict[str, Any]:
+    def error(status: int, fields: Any) -> dict[str, Any]:
         """An error answer as botocore's client parses it: the code is the
-        end of `__type`, or the status when there is none."""
-        try:
-            fields = json.loads(answer.content)
-        except ValueError:
-            fields = None
-        kind = fields.get("__type", "") if isinstance(fields, dict) else ""
-        return {
-            "Error": {"Code": str(kind).rpartition("#")[2] or str(answer.status_code)},
-            "ResponseMetadata": {"HTTPStatusCode": answer.status_code},
+        end of `__type`, or the status when there is none; a failed
+        condition's item where the server sends it."""
+        if not isinstance(fields, dict):
+            fields = {}
+        kind = fields.get("__type", "")
+        error = {
+            "Error": {"Code": str(kind).rpartition("#")[2] or str(status)},
+            "ResponseMetadata": {"HTTPStatusCode": status},
         }
+        if "Item" in fields:
+            error["Item"] = fields["Item"]
+        return error
 
     def signed_headers(self, operation: str, body: bytes, now: float) -> dict[str, str]:
         credentials = self.credentials
@@ -1329,10 +1487,10 @@ class DynamoDB:
         frozen = credentials.get_frozen_credentials()
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
         date = stamp[:8]
-        key = self._keys.get((frozen.secret_key, date))
-        if key is None:
-            key = signing_key(frozen.secret_key, date, self.region, "dynamodb")
-            self._keys = {(frozen.secret_key, date): key}
+        signing = self._signing_keys.get((frozen.secret_key, date))
+        if signing is None:
+            signing = signing_key(frozen.secret_key, date, self.region, "dynamodb")
+            self._signing_keys = {(frozen.secret_key, date): signing}
         headers = {
             "content-type": "application/x-amz-json-1.0",
             "host": self.host,
@@ -1343,11 +1501,11 @@ class DynamoDB:
             headers["x-amz-security-token"] = frozen.token
         scope = f"{date}/{self.region}/dynamodb/aws4_request"
         headers["authorization"] = authorization(
-            headers, body, frozen.access_key, key, scope
+            headers, body, frozen.access_key, signing, scope
         )
         return headers
 
-    def send(self, operation: str, body: bytes) -> Answer:
+    def send(self, operation: str, body: bytes, deadline: float) -> Answer:
         headers = self.signed_headers(operation, body, time.time())
         request = AWSPreparedRequest(
             "POST", self.url, HeadersDict(headers), body, False
@@ -1357,122 +1515,140 @@ class DynamoDB:
         )
         if stand_in is not None:
             return Answer(stand_in.status_code, stand_in.headers, stand_in.content)
-        return self.post(headers, body)
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        head = f"{self.request_line}{head}content-length: {len(body)}\r\n\r\n"
+        return self.post(head.encode() + body, deadline)
 
-    def connection(self) -> socket.socket:
-        sock = getattr(self._local, "sock", None)
-        if sock is not None and waiting(sock):
-            sock.close()  # an idle kept-alive connection the server closed
-            sock = None
-        if sock is None:
+    def post(self, request: bytes, deadline: float) -> Answer:
+        """One request and its answer on this thread's connection, by the
+        deadline. A plain HTTP/1.1 exchange: http.client spent a third of a
+        call parsing."""
+        link = self._link
+        sock = self.connection(deadline)
+        framing = Framing()
+        received = 0
+        try:
+            self.fit_timeout(deadline)
+            sock.sendall(request)
+            while not framing.done:
+                self.fit_timeout(deadline)
+                got = sock.recv_into(link.buffer)
+                if not got:
+                    raise ValueError("the answer was cut short")
+                received += got
+                if received > MAX_ANSWER:
+                    raise ValueError(f"an answer over {MAX_ANSWER} bytes")
+                framing.parser.feed_data(link.view[:got])
+        except (
+            TimeoutError,
+            BlockingIOError,
+            ssl.SSLWantReadError,
+            ssl.SSLWantWriteError,
+        ) as e:
+            self.drop()
+            raise botocore.exceptions.ReadTimeoutError(
+                endpoint_url=self.url, error=e
+            ) from e
+        except (OSError, ValueError, httptools.HttpParserError) as e:
+            self.drop()
+            raise botocore.exceptions.ConnectionClosedError(
+                endpoint_url=self.url, error=e
+            ) from e
+        if not framing.keep:
+            self.drop()
+        return framing.answer()
+
+    def fit_timeout(self, deadline: float) -> None:
+        """Keep the socket's timeout within the call's deadline: a read
+        timeout alone lets a server that drips a byte at a time hold a
+        thread for minutes."""
+        link = self._link
+        want = min(self.timeouts[1], deadline - time.monotonic())
+        if want <= 0:
+            raise TimeoutError("the call's deadline passed")
+        if want < link.timeout or link.timeout < self.timeouts[1] <= want:
+            set_timeouts(link.sock, want)  # type: ignore[arg-type]
+            link.timeout = want
+
+    def connection(self, deadline: float) -> socket.socket:
+        link = self._link
+        if link.sock is not None and stale(link.sock):
+            self.drop()  # closed by the server while idle, or a stray answer
+        if link.sock is None:
+            timeout = min(self.timeouts[0], deadline - time.monotonic())
             try:
-                sock = socket.create_connection(self.address, self.timeouts[0])
+                if timeout <= 0:
+                    raise TimeoutError("the call's deadline passed")
+                sock = socket.create_connection(
+                    self.proxy.address if self.proxy else self.address, timeout
+                )
                 if self.tls:
-                    sock = tls_context().wrap_socket(
+                    if self.proxy:
+                        tunnel(sock, self.host, self.proxy.authorization)
+                    sock = tls_context(self.ca_bundle).wrap_socket(
                         sock, server_hostname=self.address[0]
                     )
             except TimeoutError as e:
                 raise botocore.exceptions.ConnectTimeoutError(
                     endpoint_url=self.url, error=e
                 ) from e
-            except OSError as e:
+            except (OSError, ValueError, httptools.HttpParserError) as e:
                 raise botocore.exceptions.EndpointConnectionError(
                     endpoint_url=self.url, error=e
                 ) from e
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.settimeout(self.timeouts[1])
-            self._local.sock = sock
-        return sock
+            sock.settimeout(None)
+            link.sock, link.timeout = sock, 0.0
+        return link.sock
 
-    def post(self, headers: dict[str, str], body: bytes) -> Answer:
-        """One request and its answer on this thread's connection. A plain
-        HTTP/1.1 exchange: http.client spent a third of a call parsing."""
-        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        request = f"POST / HTTP/1.1\r\n{head}content-length: {len(body)}\r\n\r\n"
-        sock = self.connection()
-        try:
-            sock.sendall(request.encode() + body)
-            answer, keep = read_answer(sock)
-        except TimeoutError as e:
-            self.drop(sock)
-            raise botocore.exceptions.ReadTimeoutError(
-                endpoint_url=self.url, error=e
-            ) from e
-        except (OSError, ValueError) as e:
-            self.drop(sock)
-            raise botocore.exceptions.ConnectionClosedError(
-                endpoint_url=self.url, error=e
-            ) from e
-        if not keep:
-            self.drop(sock)
-        return answer
-
-    def drop(self, sock: socket.socket) -> None:
-        sock.close()
-        self._local.sock = None
+    def drop(self) -> None:
+        link = self._link
+        if link.sock is not None:
+            link.sock.close()
+            link.sock = None
 
 
-STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3})")
-MAX_HEAD = 65536  # bytes of a response's status line and headers
+def about(key: dict[str, Any] | None, fields: dict[str, Any]) -> bool:
+    """Whether an answer's item, where it carries one, has the key asked for."""
+    item = fields.get("Item") or fields.get("Attributes")
+    if not item or key is None:
+        return True
+    return isinstance(item, dict) and all(item.get(k) == v for k, v in key.items())
 
 
-def more(sock: socket.socket) -> bytes:
-    if not (chunk := sock.recv(65536)):
-        raise ValueError("the answer was cut short")
-    return chunk
+class Tunnel:
+    """httptools' callbacks for a proxy's answer to CONNECT: its head only."""
+
+    __slots__ = ("parser", "status")
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.status = 0
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
 
 
-def read_answer(sock: socket.socket) -> tuple[Answer, bool]:
-    """An HTTP/1.1 response to a POST: the answer, and whether the
-    connection may be used again. ValueError if it is not one."""
-    data = b""
-    while (end := data.find(b"\r\n\r\n")) == -1:
-        if len(data) > MAX_HEAD:
-            raise ValueError("no end to the head")
-        data += more(sock)
-    status_line, *lines = data[:end].decode("latin-1").split("\r\n")
-    status = STATUS_LINE.match(status_line.encode("latin-1"))
-    if not status:
-        raise ValueError("no status line")
-    headers = {}
-    for line in lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    body = data[end + 4 :]
-    if "chunked" in headers.get("transfer-encoding", ""):
-        body = read_chunked(sock, body)
-    elif "content-length" in headers:
-        length = int(headers["content-length"])
-        while len(body) < length:
-            body += more(sock)
-        body = body[:length]
-    else:  # the body runs to the end of the connection
-        while chunk := sock.recv(65536):
-            body += chunk
-        return Answer(int(status[1]), headers, body), False
-    keep = headers.get("connection", "").lower() != "close"
-    return Answer(int(status[1]), headers, body), keep
-
-
-def read_chunked(sock: socket.socket, data: bytes) -> bytes:
-    body = b""
-    while True:
-        while b"\r\n" not in data:
-            data += more(sock)
-        size_line, _, data = data.partition(b"\r\n")
-        size = int(size_line.split(b";")[0], 16)
-        while len(data) < size + 2:
-            data += more(sock)
-        if size == 0:
-            return body  # DynamoDB sends no trailers
-        body, data = body + data[:size], data[size + 2 :]
+def tunnel(sock: socket.socket, host: str, authorization: str | None) -> None:
+    """Ask an HTTP proxy for a connection to `host` (CONNECT), for TLS."""
+    request = f"CONNECT {host} HTTP/1.1\r\nhost: {host}\r\n"
+    if authorization:
+        request += f"proxy-authorization: {authorization}\r\n"
+    sock.sendall(f"{request}\r\n".encode())
+    framing, head = Tunnel(), b""
+    while not framing.status:
+        chunk = sock.recv(RECEIVE)
+        head += chunk
+        if not chunk or len(head) > MAX_ANSWER:
+            raise ValueError("the proxy did not answer CONNECT")
+        framing.parser.feed_data(chunk)
+    if not 200 <= framing.status < 300 or not head.endswith(b"\r\n\r\n"):
+        raise ValueError(f"the proxy answered CONNECT with {framing.status}")
 
 
 @functools.cache
-def tls_context() -> ssl.SSLContext:
-    return ssl.create_default_context(
-        cafile=os.environ.get("AWS_CA_BUNDLE") or get_cert_path(True)
-    )
+def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=ca_bundle or get_cert_path(True))
 
 
 SECRET_KEY = "~secret"
@@ -1482,18 +1658,37 @@ def key(name: str) -> dict[str, dict[str, str]]:
     return {"timer": {"S": name}}
 
 
-def from_item(name: str, item: dict[str, Any] | None) -> Timer | None:
-    if not item:
+def number(value: dict[str, Any] | None) -> int | None:
+    """A DynamoDB number, or None for NULL or nothing."""
+    return None if value is None or "N" not in value else int(Decimal(value["N"]))
+
+
+def from_item(name: str, item: dict[str, Any] | None, was: str = "") -> Timer | None:
+    """The timer an item holds, or with `was`, the one it held before the
+    set that wrote it (the attributes that set kept, prefixed `was_`)."""
+    if not item or "NULL" in item.get(f"{was}start_time", {}):
         return None
-    miss = item.get("last_miss")
+    miss = item.get(f"{was}last_miss")
+    expires_at = number(item.get(f"{was}expires_at"))
     return Timer(
         name,
-        int(Decimal(item["start_time"]["N"]) * 1000),
-        int(item["start_seconds"]["N"]),
-        int(item["expires_at"]["N"]) if "expires_at" in item else 2**62,
-        int(item["misses"]["N"]) if "misses" in item else 0,
-        Miss(**{k: int(v["N"]) for k, v in miss["M"].items()}) if miss else None,
+        int(Decimal(item[f"{was}start_time"]["N"]) * 1000),
+        int(item[f"{was}start_seconds"]["N"]),
+        2**62 if expires_at is None else expires_at,
+        number(item.get(f"{was}misses")) or 0,
+        Miss(**{k: int(v["N"]) for k, v in miss["M"].items()})
+        if miss and miss.get("M")
+        else None,
     )
+
+
+class ConditionFailed(Exception):
+    """A write's condition did not hold; the item as it stood, where the
+    server sent it (moto does; dynalite does not)."""
+
+    def __init__(self, item: dict[str, Any] | None) -> None:
+        super().__init__("the condition failed")
+        self.item = item
 
 
 def understood(method: Callable[..., T]) -> Callable[..., T]:
@@ -1519,6 +1714,27 @@ def understood(method: Callable[..., T]) -> Callable[..., T]:
     return read
 
 
+def write_id() -> dict[str, str]:
+    """A write's own id: its retry, after an answer lost on the way back,
+    must not apply it twice."""
+    return {"S": base64.urlsafe_b64encode(os.urandom(12)).decode()}
+
+
+# A set keeps, in the item, the timer it replaced (its right-hand sides read
+# the item as it was), and its id. A retry whose first attempt was applied
+# then fails its condition, and its answer comes from what the item kept.
+PUT_UPDATE = (
+    "SET was_start_time = if_not_exists(start_time, :null),"
+    " was_start_seconds = if_not_exists(start_seconds, :null),"
+    " was_expires_at = if_not_exists(expires_at, :null),"
+    " was_misses = if_not_exists(misses, :null),"
+    " was_last_miss = if_not_exists(last_miss, :null),"
+    " start_time = :s, start_seconds = :n, expires_at = :e, set_id = :id"
+)
+ADD_MISS_UPDATE = "ADD misses :one SET last_miss = :miss, miss_id = :id"
+NOT_APPLIED = "attribute_not_exists({0}) OR {0} <> :id"
+
+
 class DynamoStore:
     """Timers in a DynamoDB table, one item per timer, hash key `timer`."""
 
@@ -1532,54 +1748,88 @@ class DynamoStore:
             return self.api.call(operation, {"TableName": self.table, **kwargs})
         except (botocore.exceptions.BotoCoreError, ClientError) as e:
             if error_code(e) == "ConditionalCheckFailedException":
-                return {}  # the timer was deleted meanwhile
+                raise ConditionFailed(e.response.get("Item")) from e  # type: ignore[attr-defined]
             raise StoreUnavailable(f"dynamodb {operation}: {error_code(e)}") from e
+
+    def _item(self, name: str) -> dict[str, Any] | None:
+        answer = self._call("GetItem", Key=key(name), ConsistentRead=True)
+        return answer.get("Item")
+
+    def _write(self, name: str, id_name: str, **kwargs: Any) -> dict[str, Any] | None:
+        """An UpdateItem of the timer that is applied once however often it is
+        sent, and the item after it; None if a condition of the caller's
+        failed. An attempt already applied makes the retry's condition fail,
+        and the item comes with that failure or from a read after it."""
+        write = write_id()
+        condition = NOT_APPLIED.format(id_name)
+        if "ConditionExpression" in kwargs:
+            condition = f"({kwargs.pop('ConditionExpression')}) AND ({condition})"
+        values = {**kwargs.pop("ExpressionAttributeValues"), ":id": write}
+        try:
+            answer = self._call(
+                "UpdateItem",
+                Key=key(name),
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **kwargs,
+            )
+        except ConditionFailed as failed:
+            item = failed.item if failed.item is not None else self._item(name)
+            if item is None or item.get(id_name) != write:
+                return None
+            return item
+        return answer["Attributes"]
 
     @understood
     def get(self, name: str) -> Timer | None:
-        answer = self._call("GetItem", Key=key(name), ConsistentRead=True)
-        return from_item(name, answer.get("Item"))
+        return from_item(name, self._item(name))
 
     @understood
     def put(self, timer: Timer) -> Timer | None:
         start = f"{timer.start_ms // 1000}.{timer.start_ms % 1000:03d}"
-        answer = self._call(
-            "UpdateItem",
-            Key=key(timer.name),
-            UpdateExpression="SET start_time = :s, start_seconds = :n, expires_at = :e",
+        item = self._write(
+            timer.name,
+            "set_id",
+            UpdateExpression=PUT_UPDATE,
             ExpressionAttributeValues={
                 ":s": {"N": start},
                 ":n": {"N": str(timer.seconds)},
                 ":e": {"N": str(timer.expires_at)},
+                ":null": {"NULL": True},
             },
-            ReturnValues="ALL_OLD",
         )
-        return from_item(timer.name, answer.get("Attributes"))
+        if item is None:  # applied, then another set came before we could read
+            raise StoreUnavailable("dynamodb UpdateItem: its answer was lost")
+        return from_item(timer.name, item, was="was_")
 
     @understood
     def add_miss(self, name: str, miss: Miss) -> int:
-        answer = self._call(
-            "UpdateItem",
-            Key=key(name),
-            UpdateExpression="ADD misses :one SET last_miss = :miss",
+        item = self._write(
+            name,
+            "miss_id",
+            UpdateExpression=ADD_MISS_UPDATE,
             ConditionExpression="attribute_exists(#timer)",
             ExpressionAttributeNames={"#timer": "timer"},
             ExpressionAttributeValues={
                 ":one": {"N": "1"},
                 ":miss": {"M": {k: {"N": str(v)} for k, v in miss._asdict().items()}},
             },
-            ReturnValues="UPDATED_NEW",
         )
-        return int(answer["Attributes"]["misses"]["N"]) if answer else 0
+        return int(item["misses"]["N"]) if item else 0  # 0: deleted meanwhile
 
     def clear_misses(self, name: str) -> None:
-        self._call(
-            "UpdateItem",
-            Key=key(name),
-            UpdateExpression="REMOVE misses, last_miss",
-            ConditionExpression="attribute_exists(#timer)",
-            ExpressionAttributeNames={"#timer": "timer"},
-        )
+        try:
+            self._call(
+                "UpdateItem",
+                Key=key(name),
+                UpdateExpression="REMOVE misses, last_miss",
+                ConditionExpression="attribute_exists(#timer)",
+                ExpressionAttributeNames={"#timer": "timer"},
+            )
+        except ConditionFailed:
+            pass  # deleted meanwhile
 
     @understood
     def delete(self, name: str) -> Timer | None:
@@ -1812,6 +2062,14 @@ class Dispatcher(waitress.task.ThreadedTaskDispatcher):
         with self.lock:
             self.queue.appendleft(channel)
             self.queue_cv.notify()
+
+
+def waiting(sock: Any) -> bool:
+    """Whether a socket has something to read, at once; poll(), not select():
+    descriptors run past 1024."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 ACCEPT_BURST = 256

@@ -314,6 +314,8 @@ CHUNKED = (  # sizes in hex: 0x10 and 0xa
 )
 UNTIL_CLOSE = b'HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{"c":1}'
 CLOSING = b'HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: Close\r\n\r\n{"d":2}'
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+EARLY_HINTS = b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n"
 
 
 def test_a_request_on_the_wire_is_what_botocore_would_sign_and_send() -> None:
@@ -404,18 +406,27 @@ def test_a_kept_alive_connection_the_server_closed_is_replaced_at_no_retry() -> 
 
 @pytest.mark.parametrize("piece", [0, 1, 3])
 def test_answers_are_read_however_they_arrive(piece: int) -> None:
-    """Whole or a few bytes at a time; in chunks, to the end of the
-    connection, or with a length; the connection kept only when it may be."""
+    """Whole or a few bytes at a time; in chunks or with a length, after a
+    1xx answer or not; the connection kept only when it may be."""
     port, carried, _ = scripted_server(
-        [OK, CHUNKED, UNTIL_CLOSE, CLOSING, OK], close_after={2, 3}, piece=piece
+        [OK, CHUNKED, CONTINUE + OK, CLOSING, EARLY_HINTS + CHUNKED],
+        close_after={3},
+        piece=piece,
     )
     api = wire(port)
     assert api.call("GetItem", {}) == {}
     assert api.call("GetItem", {}) == {"key": "0123456789abcdef"}
-    assert api.call("GetItem", {}) == {"c": 1}
-    assert api.call("GetItem", {}) == {"d": 2}
     assert api.call("GetItem", {}) == {}
-    assert carried == [3, 1, 1]
+    assert api.call("GetItem", {}) == {"d": 2}
+    assert api.call("GetItem", {}) == {"key": "0123456789abcdef"}
+    assert carried == [4, 1]
+
+
+def test_an_answer_that_only_a_closed_connection_ends_is_refused() -> None:
+    """Without a length or chunks, a cut-short answer reads as a whole one."""
+    port, carried, _ = scripted_server([UNTIL_CLOSE, OK], close_after={0})
+    assert wire(port).call("GetItem", {}) == {}
+    assert carried == [1, 1]
 
 
 def test_a_connection_the_server_says_it_closes_is_not_used_again() -> None:
@@ -477,11 +488,12 @@ def test_a_server_error_twice_is_a_client_error_after_two_attempts(
 
 
 def test_an_answer_that_is_not_json_is_a_store_fault_not_a_crash() -> None:
+    """Retried once, on a new connection: nothing after it is trusted."""
     garbled = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n<html"
-    port, carried, _ = scripted_server([garbled, garbled], close_after=set())
+    port, carried, _ = scripted_server([garbled, garbled], close_after={0})
     with pytest.raises(botocore.exceptions.HTTPClientError):
         wire(port).call("GetItem", {})
-    assert carried == [2]
+    assert carried == [1, 1]
 
 
 def test_an_answer_on_the_wire_must_match_its_crc32() -> None:
@@ -512,13 +524,12 @@ def test_a_retry_waits_as_botocore_waits_for_dynamodb(
         aws_access_key_id="a",
         aws_secret_access_key="b",
     )
-    api = DynamoDB(client, Credentials("a", "b"))
     failing_responses(client, status, code, "")
     waits: list[float] = []
     monkeypatch.setattr(time, "sleep", waits.append)
-    for _ in range(60):
+    for _ in range(60):  # each its own retry quota, which 60 retries would spend
         with pytest.raises(botocore.exceptions.ClientError):
-            api.call("GetItem", {})
+            DynamoDB(client, Credentials("a", "b")).call("GetItem", {})
     assert len(waits) == 60
     assert longest / 2 < max(waits) < longest  # 60 draws: all under half, 2**-60
 
