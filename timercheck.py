@@ -1409,7 +1409,6 @@ class DynamoDB:
         them (ClientError for an error DynamoDB answered, with the item of a
         failed condition where the server sends it)."""
         body = JSON.encode(payload).encode()
-        key = payload.get("Key")
         deadline = time.monotonic() + self.deadline
         request_context: dict[str, Any] = {}
         attempt = 0
@@ -1421,22 +1420,12 @@ class DynamoDB:
             except botocore.exceptions.BotoCoreError as e:
                 failure = e
             if answer is not None:
-                fields = None
-                crc = answer.headers.get("x-amz-crc32")
-                if crc is None or int(crc) == zlib.crc32(answer.content):
-                    try:
-                        fields = json.loads(answer.content) if answer.content else {}
-                    except ValueError as e:  # garbled: retried as a transient fault
-                        if answer.status_code == 200:
-                            answer, failure = None, self.fault(e)
-                if answer is not None and answer.status_code != 200:
-                    fields = error = self.error(answer.status_code, fields)
-                if fields is not None and not about(key, fields):
-                    answer, error = None, None
-                    failure = self.fault(ValueError("an answer about another item"))
-                if error is None and fields is not None:
+                fields, error, failure = self.read(answer, payload.get("Key"))
+                if fields is not None:
                     self.quota.release_retry_quota(request_context, answer)
                     return fields
+                if failure is not None:
+                    answer = None
             context = retries.RetryContext(
                 attempt_number=attempt,
                 operation_model=self.service.operation_model(operation),
@@ -1455,6 +1444,32 @@ class DynamoDB:
                     raise failure
                 raise ClientError(error or {}, operation)
             time.sleep(delay)
+
+    def read(
+        self, answer: Answer, key: dict[str, Any] | None
+    ) -> tuple[
+        dict[str, Any] | None,
+        dict[str, Any] | None,
+        botocore.exceptions.BotoCoreError | None,
+    ]:
+        """What an answer says: its fields, or the error DynamoDB answered, or
+        a fault to retry; none of them for a body that fails its CRC32, which
+        botocore's retry policy reads from the answer itself."""
+        crc = answer.headers.get("x-amz-crc32")
+        if crc is not None and int(crc) != zlib.crc32(answer.content):
+            return None, None, None
+        try:
+            fields = json.loads(answer.content) if answer.content else {}
+        except ValueError as e:
+            if answer.status_code == 200:  # garbled: a transient fault
+                return None, None, self.fault(e)
+            fields = None
+        error = None
+        if answer.status_code != 200:
+            fields = error = self.error(answer.status_code, fields)
+        if not about(key, fields):
+            return None, None, self.fault(ValueError("an answer about another item"))
+        return (None, error, None) if error else (fields, None, None)
 
     def fault(self, cause: Exception) -> botocore.exceptions.BotoCoreError:
         """A transient fault for the retry policy; the connection that
@@ -1978,8 +1993,10 @@ class Breaker:
 
 def make_store(config: Config) -> Breaker:
     if config.table_name:
-        client = dynamodb_client(config.region)
-        store: Store = DynamoStore(config.table_name, client)
+        dynamo = DynamoStore(config.table_name, dynamodb_client(config.region))
+        if proxy := dynamo.api.proxy:
+            log.info("dynamodb: calls go through the proxy %s", proxy.shown)
+        store: Store = dynamo
     else:
         store = SqliteStore(config.sqlite_path)
     return Breaker(store, slots=max(1, config.workers - 2))
@@ -2312,6 +2329,8 @@ def main(argv: list[str] | None = None) -> int:
     except (botocore.exceptions.BotoCoreError, ClientError) as e:
         log.error("cannot use DynamoDB: %s", e)
         return 1
+    except ConfigError as e:  # a proxy it cannot use, found with the endpoint
+        parser.error(str(e))
 
 
 if __name__ == "__main__":

@@ -242,6 +242,197 @@ class FaultProxy:
                 pass
 
 
+def read_message(sock: socket.socket, data: bytes = b"") -> tuple[bytes, bytes]:
+    """One HTTP/1.1 message with a Content-Length (or none) from a socket:
+    its head and body; ValueError at the end of the connection."""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ValueError("closed")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    found = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    length = int(found[1]) if found else 0
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ValueError("closed")
+        body += chunk
+    return head, body
+
+
+def with_length(head: bytes, body: bytes, length: int | None = None) -> bytes:
+    """An answer's head without its Connection and Content-Length, given the
+    Content-Length `length` (the body's own by default), then the body."""
+    lines = [
+        line
+        for line in head.split(b"\r\n")
+        if not re.match(rb"(?i)(connection|content-length):", line)
+    ]
+    lines.append(b"Content-Length: %d" % (len(body) if length is None else length))
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+class Misbehaving:
+    """A kept-alive HTTP proxy in front of a DynamoDB-compatible server that
+    takes one request a connection (moto_server). Armed with modes, it
+    misbehaves on the next requests, one mode each ("" behaves):
+    - stray: the answer, then 30 ms later the same answer again;
+    - short: a Content-Length that ends before the body it sends, whose
+      rest is a whole answer (the same again), in the same write;
+    - replay: the answer it gave the request before, unasked (about
+      another timer), and this request is never sent on;
+    - continue: `100 Continue` first, then the answer;
+    - drip: the answer a byte every 0.4 s;
+    - huge: a 64 MiB answer, never sent on;
+    - lose: sent on (and so applied), then the connection closed unanswered.
+    `failed_condition_item = False` drops the item from a failed
+    condition's answer, as dynalite does."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.armed: list[str] = []
+        self.failed_condition_item = True
+        self.last = b""
+        self.targets: list[str] = []  # X-Amz-Target of each request sent on
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def arm(self, *modes: str) -> None:
+        self.armed = list(modes)
+
+    def close(self) -> None:
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _forward(self, request: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", self.upstream_port)) as up:
+            up.sendall(request)
+            head, body = read_message(up)
+        target = re.search(rb"(?im)^x-amz-target:\s*(\S+)", request)
+        self.targets.append(target[1].decode() if target else "")
+        if not self.failed_condition_item and b"ConditionalCheckFailed" in body:
+            fields = json.loads(body)
+            fields.pop("Item", None)
+            body = json.dumps(fields).encode()
+            head = re.sub(rb"(?im)^x-amz-crc32:.*\r\n", b"", head + b"\r\n")[:-2]
+        return with_length(head, body)
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                while True:
+                    head, body = read_message(conn)
+                    self._answer(
+                        conn,
+                        self.armed.pop(0) if self.armed else "",
+                        head + b"\r\n\r\n" + body,
+                    )
+            except (OSError, ValueError):
+                return
+
+    def _answer(self, conn: socket.socket, mode: str, request: bytes) -> None:
+        if mode == "huge":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (64 << 20))
+            for _ in range(1024):
+                conn.sendall(b" " * 65536)
+            return
+        if mode == "replay":
+            conn.sendall(self.last)
+            return
+        answer = self._forward(request)
+        if mode == "lose":
+            raise ValueError("lost")
+        self.last = answer
+        if mode == "stray":
+            conn.sendall(answer)
+            time.sleep(0.03)
+            conn.sendall(answer)
+        elif mode == "short":
+            head, _, body = answer.partition(b"\r\n\r\n")
+            conn.sendall(with_length(head, body + answer, len(body)))
+        elif mode == "continue":
+            conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n" + answer)
+        elif mode == "drip":
+            for byte in answer:
+                conn.sendall(bytes([byte]))
+                time.sleep(0.4)
+        else:
+            conn.sendall(answer)
+
+
+class ForwardProxy:
+    """An HTTP forward proxy on 127.0.0.1: a request in absolute form is sent
+    on to its host, CONNECT opens a tunnel. It keeps the request heads."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                head, body = read_message(conn)
+                self.seen.append(head.decode())
+                line = head.split(b"\r\n")[0].decode()
+                method, target, _ = line.split(" ")
+                if method == "CONNECT":
+                    host, _, port = target.rpartition(":")
+                    up = socket.create_connection((host, int(port)))
+                    conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    pipe(conn, up)
+                    return
+                found = re.match(r"http://([^/:]+):(\d+)(/.*)", target)
+                assert found, target
+                up = socket.create_connection((found[1], int(found[2])))
+                with up:
+                    origin = head.replace(target.encode(), found[3].encode(), 1)
+                    up.sendall(origin + b"\r\n\r\n" + body)
+                    while True:  # until close: moto_server closes each
+                        chunk = up.recv(65536)
+                        if not chunk:
+                            return
+                        conn.sendall(chunk)
+            except (OSError, ValueError):
+                return
+
+
+def pipe(a: socket.socket, b: socket.socket) -> None:
+    """Carry bytes both ways until either side closes."""
+    pair = {a: b, b: a}
+    with b:
+        while True:
+            readable, _, _ = select.select(list(pair), [], [], 5)
+            if not readable:
+                return
+            for sock in readable:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                pair[sock].sendall(data)
+
+
 # -- a crowd, a storm and a load balancer's probe (bench.py uses them too) --
 
 PROBE_EVERY = 0.25  # seconds between load balancer probes of /

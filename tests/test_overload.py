@@ -254,7 +254,10 @@ def scripted_server(
             return
         step = piece or len(answer)
         for start in range(0, len(answer), step):
-            conn.sendall(answer[start : start + step])
+            try:
+                conn.sendall(answer[start : start + step])
+            except OSError:  # the client gave up on it
+                return
             if piece:
                 time.sleep(0.002)
 
