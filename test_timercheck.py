@@ -910,8 +910,9 @@ def test_each_operation_is_one_dynamodb_request(
     assert calls[0][1]["ConditionExpression"] == (
         "attribute_not_exists(set_id) OR set_id <> :id"
     )
-    assert calls[0][1]["ExpressionAttributeValues"][":id"] != (
-        calls[1][1]["ExpressionAttributeValues"][":id"]
+    assert (
+        calls[0][1]["ExpressionAttributeValues"][":id"]
+        != (calls[1][1]["ExpressionAttributeValues"][":id"])
     )
     assert calls[2][1]["ConsistentRead"] is True
     assert calls[4][1]["ReturnValues"] == "ALL_OLD"
@@ -935,8 +936,6 @@ def test_dynamodb_item_has_the_documented_attributes(
         "was_start_time": null,
         "was_start_seconds": null,
         "was_expires_at": null,
-        "was_misses": null,
-        "was_last_miss": null,
     }
     assert item == first
     assert len(item["set_id"]["S"]) == 16

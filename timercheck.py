@@ -1673,27 +1673,22 @@ def key(name: str) -> dict[str, dict[str, str]]:
     return {"timer": {"S": name}}
 
 
-def number(value: dict[str, Any] | None) -> int | None:
-    """A DynamoDB number, or None for NULL or nothing."""
-    return None if value is None or "N" not in value else int(Decimal(value["N"]))
-
-
 def from_item(name: str, item: dict[str, Any] | None, was: str = "") -> Timer | None:
     """The timer an item holds, or with `was`, the one it held before the
-    set that wrote it (the attributes that set kept, prefixed `was_`)."""
+    set that wrote it: its countdown from the attributes that set kept
+    (prefixed `was_`, NULL where there was none), its misses the item's own
+    (a set leaves them as they are)."""
     if not item or "NULL" in item.get(f"{was}start_time", {}):
         return None
-    miss = item.get(f"{was}last_miss")
-    expires_at = number(item.get(f"{was}expires_at"))
+    expires_at = item.get(f"{was}expires_at", {}).get("N")
+    miss = item.get("last_miss")
     return Timer(
         name,
         int(Decimal(item[f"{was}start_time"]["N"]) * 1000),
         int(item[f"{was}start_seconds"]["N"]),
-        2**62 if expires_at is None else expires_at,
-        number(item.get(f"{was}misses")) or 0,
-        Miss(**{k: int(v["N"]) for k, v in miss["M"].items()})
-        if miss and miss.get("M")
-        else None,
+        2**62 if expires_at is None else int(expires_at),
+        int(item["misses"]["N"]) if "misses" in item else 0,
+        Miss(**{k: int(v["N"]) for k, v in miss["M"].items()}) if miss else None,
     )
 
 
@@ -1735,15 +1730,14 @@ def write_id() -> dict[str, str]:
     return {"S": base64.urlsafe_b64encode(os.urandom(12)).decode()}
 
 
-# A set keeps, in the item, the timer it replaced (its right-hand sides read
-# the item as it was), and its id. A retry whose first attempt was applied
-# then fails its condition, and its answer comes from what the item kept.
+# A set keeps, in the item, the countdown it replaced (its right-hand sides
+# read the item as it was), and its id. A retry whose first attempt was
+# applied then fails its condition, and its answer comes from what the item
+# kept.
 PUT_UPDATE = (
     "SET was_start_time = if_not_exists(start_time, :null),"
     " was_start_seconds = if_not_exists(start_seconds, :null),"
     " was_expires_at = if_not_exists(expires_at, :null),"
-    " was_misses = if_not_exists(misses, :null),"
-    " was_last_miss = if_not_exists(last_miss, :null),"
     " start_time = :s, start_seconds = :n, expires_at = :e, set_id = :id"
 )
 ADD_MISS_UPDATE = "ADD misses :one SET last_miss = :miss, miss_id = :id"

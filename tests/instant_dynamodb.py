@@ -69,7 +69,8 @@ class Table:
                     name, _, expression = (p.strip() for p in action.partition("="))
                     name = names.get(name, name)
                     if match := IF_NOT_EXISTS.fullmatch(expression):
-                        kept = new.get(names.get(match[1], match[1]))
+                        # Right-hand sides read the item as it was.
+                        kept = (old or {}).get(names.get(match[1], match[1]))
                         new[name] = kept or values[match[2]]
                     else:
                         new[name] = values[expression]
