@@ -443,6 +443,7 @@ class HTTPError(Exception):
 
 STATUSES = {"running": 200, "expired": 504, "missed": 504, "never-set": 404}
 JSON = json.JSONEncoder(separators=(",", ":"))
+JSON_DECODER = json.JSONDecoder()
 
 
 def human(seconds: int) -> str:
@@ -1312,13 +1313,16 @@ def set_timeouts(sock: socket.socket, seconds: float) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
 
 
-def stale(sock: socket.socket) -> bool:
+PEEK = int(socket.MSG_PEEK | socket.MSG_DONTWAIT)  # an int: enum flags cost
+
+
+def stale(sock: socket.socket, tls: bool) -> bool:
     """Whether an idle kept-alive connection has something to read, or its
     end, before a request is sent: a stray answer, or the server's close."""
-    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+    if tls and sock.pending():  # type: ignore[attr-defined]
         return True
     try:  # the encrypted bytes under TLS: socket's own recv, not SSLSocket's
-        socket.socket.recv(sock, 1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        socket.socket.recv(sock, 1, PEEK)
     except BlockingIOError:
         return False
     except OSError:
@@ -1459,7 +1463,8 @@ class DynamoDB:
         if crc is not None and int(crc) != zlib.crc32(answer.content):
             return None, None, None
         try:
-            fields = json.loads(answer.content) if answer.content else {}
+            content = answer.content
+            fields = JSON_DECODER.decode(content.decode()) if content else {}
         except ValueError as e:
             if answer.status_code == 200:  # garbled: a transient fault
                 return None, None, self.fault(e)
@@ -1545,8 +1550,7 @@ class DynamoDB:
         try:
             self.fit_timeout(deadline)
             sock.sendall(request)
-            while not framing.done:
-                self.fit_timeout(deadline)
+            while True:
                 got = sock.recv_into(link.buffer)
                 if not got:
                     raise ValueError("the answer was cut short")
@@ -1554,6 +1558,9 @@ class DynamoDB:
                 if received > MAX_ANSWER:
                     raise ValueError(f"an answer over {MAX_ANSWER} bytes")
                 framing.parser.feed_data(link.view[:got])
+                if framing.done:
+                    break
+                self.fit_timeout(deadline)
         except (
             TimeoutError,
             BlockingIOError,
@@ -1587,7 +1594,7 @@ class DynamoDB:
 
     def connection(self, deadline: float) -> socket.socket:
         link = self._link
-        if link.sock is not None and stale(link.sock):
+        if link.sock is not None and stale(link.sock, self.tls):
             self.drop()  # closed by the server while idle, or a stray answer
         if link.sock is None:
             timeout = min(self.timeouts[0], deadline - time.monotonic())
@@ -1628,7 +1635,12 @@ def about(key: dict[str, Any] | None, fields: dict[str, Any]) -> bool:
     item = fields.get("Item") or fields.get("Attributes")
     if not item or key is None:
         return True
-    return isinstance(item, dict) and all(item.get(k) == v for k, v in key.items())
+    if not isinstance(item, dict):
+        return False
+    for name, value in key.items():
+        if item.get(name) != value:
+            return False
+    return True
 
 
 class Tunnel:
@@ -1727,7 +1739,7 @@ def understood(method: Callable[..., T]) -> Callable[..., T]:
 def write_id() -> dict[str, str]:
     """A write's own id: its retry, after an answer lost on the way back,
     must not apply it twice."""
-    return {"S": base64.urlsafe_b64encode(os.urandom(12)).decode()}
+    return {"S": os.urandom(8).hex()}
 
 
 # A set keeps, in the item, the countdown it replaced (its right-hand sides
