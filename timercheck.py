@@ -1227,20 +1227,27 @@ MAX_ANSWER = 1 << 20  # bytes; DynamoDB's largest item is 400 KB
 RECEIVE = 65536  # bytes a read asks for
 
 
+KEPT_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"x-amz-crc32"})
+
+
 class Framing:
-    """httptools' callbacks for the answer to one request (httptools, the
-    binding of Node's llhttp, parsed a DynamoDB answer in 3.0 µs here; h11
-    took 58 µs). It passes over 1xx answers, and anything after the final
-    answer, or an answer whose end only a closed connection could tell, is
-    an error: nothing that could belong to another request is ever read as
-    this one's answer."""
+    """httptools' callbacks for the answers on one connection, one request's
+    at a time (httptools, the binding of Node's llhttp, parsed a DynamoDB
+    answer in 3.0 µs here; h11 took 58 µs). It passes over 1xx answers, and
+    anything after the final answer, or an answer whose end only a closed
+    connection could tell, is an error: nothing that could belong to another
+    request is ever read as this one's answer."""
 
     __slots__ = ("parser", "status", "headers", "body", "keep", "done")
 
     def __init__(self) -> None:
         self.parser = httptools.HttpResponseParser(self)
+        self.start()
+
+    def start(self) -> None:
+        """Ready for the answer to the next request."""
         self.status = 0
-        self.headers: dict[str, str] = {}
+        self.headers: dict[str, str] = {}  # those it reads, lower-case
         self.body: list[bytes] = []
         self.keep = self.done = False
 
@@ -1249,7 +1256,8 @@ class Framing:
             raise ValueError("more after the answer")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        if (name := name.lower()) in KEPT_HEADERS:
+            self.headers[name.decode()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
@@ -1313,26 +1321,20 @@ def set_timeouts(sock: socket.socket, seconds: float) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
 
 
-PEEK = int(socket.MSG_PEEK | socket.MSG_DONTWAIT)  # an int: enum flags cost
-
-
-def stale(sock: socket.socket, tls: bool) -> bool:
+def stale(link: Link, tls: bool) -> bool:
     """Whether an idle kept-alive connection has something to read, or its
-    end, before a request is sent: a stray answer, or the server's close."""
-    if tls and sock.pending():  # type: ignore[attr-defined]
-        return True
-    try:  # the encrypted bytes under TLS: socket's own recv, not SSLSocket's
-        socket.socket.recv(sock, 1, PEEK)
-    except BlockingIOError:
-        return False
-    except OSError:
-        pass
-    return True
+    end, before a request is sent: a stray answer, or the server's close.
+    Under TLS, bytes the TLS layer holds, or encrypted bytes in the kernel."""
+    return bool(
+        (tls and link.sock.pending())  # type: ignore[union-attr]
+        or link.poller.poll(0)
+    )
 
 
 class Link(threading.local):
-    """A thread's kept-alive connection, the buffer it reads into and the
-    kernel timeout its socket has."""
+    """A thread's kept-alive connection: its socket, the kernel timeout the
+    socket has, a poller that tells what waits on it, and the framing of its
+    answers; and the buffer the thread reads into."""
 
     sock: socket.socket | None = None
     timeout = 0.0
@@ -1340,6 +1342,12 @@ class Link(threading.local):
     def __init__(self) -> None:
         self.buffer = bytearray(RECEIVE)
         self.view = memoryview(self.buffer)
+
+    def open(self, sock: socket.socket) -> None:
+        self.sock, self.timeout = sock, 0.0
+        self.poller = select.poll()
+        self.poller.register(sock, select.POLLIN)
+        self.framing = Framing()
 
 
 class DynamoDB:
@@ -1545,7 +1553,8 @@ class DynamoDB:
         call parsing."""
         link = self._link
         sock = self.connection(deadline)
-        framing = Framing()
+        framing = link.framing
+        framing.start()
         received = 0
         try:
             self.fit_timeout(deadline)
@@ -1594,34 +1603,44 @@ class DynamoDB:
 
     def connection(self, deadline: float) -> socket.socket:
         link = self._link
-        if link.sock is not None and stale(link.sock, self.tls):
+        if link.sock is not None and stale(link, self.tls):
             self.drop()  # closed by the server while idle, or a stray answer
         if link.sock is None:
-            timeout = min(self.timeouts[0], deadline - time.monotonic())
-            try:
-                if timeout <= 0:
-                    raise TimeoutError("the call's deadline passed")
-                sock = socket.create_connection(
-                    self.proxy.address if self.proxy else self.address, timeout
+            link.open(self.connect(deadline))
+        return link.sock  # type: ignore[return-value]
+
+    def connect(self, deadline: float) -> socket.socket:
+        """A new connection to the store, through the proxy if there is one,
+        left blocking: the kernel's timeouts are set before each use."""
+        timeout = min(self.timeouts[0], deadline - time.monotonic())
+        sock = None
+        try:
+            if timeout <= 0:
+                raise TimeoutError("the call's deadline passed")
+            sock = socket.create_connection(
+                self.proxy.address if self.proxy else self.address, timeout
+            )
+            if self.tls:
+                if self.proxy:
+                    tunnel(sock, self.host, self.proxy.authorization)
+                sock = tls_context(self.ca_bundle).wrap_socket(
+                    sock, server_hostname=self.address[0]
                 )
-                if self.tls:
-                    if self.proxy:
-                        tunnel(sock, self.host, self.proxy.authorization)
-                    sock = tls_context(self.ca_bundle).wrap_socket(
-                        sock, server_hostname=self.address[0]
-                    )
-            except TimeoutError as e:
-                raise botocore.exceptions.ConnectTimeoutError(
-                    endpoint_url=self.url, error=e
-                ) from e
-            except (OSError, ValueError, httptools.HttpParserError) as e:
-                raise botocore.exceptions.EndpointConnectionError(
-                    endpoint_url=self.url, error=e
-                ) from e
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(None)
-            link.sock, link.timeout = sock, 0.0
-        return link.sock
+            return sock
+        except TimeoutError as e:
+            if sock is not None:
+                sock.close()
+            raise botocore.exceptions.ConnectTimeoutError(
+                endpoint_url=self.url, error=e
+            ) from e
+        except (OSError, ValueError, httptools.HttpParserError) as e:
+            if sock is not None:
+                sock.close()
+            raise botocore.exceptions.EndpointConnectionError(
+                endpoint_url=self.url, error=e
+            ) from e
 
     def drop(self) -> None:
         link = self._link
@@ -1737,9 +1756,10 @@ def understood(method: Callable[..., T]) -> Callable[..., T]:
 
 
 def write_id() -> dict[str, str]:
-    """A write's own id: its retry, after an answer lost on the way back,
-    must not apply it twice."""
-    return {"S": os.urandom(8).hex()}
+    """A write's own id (64 random bits: ids need only differ from one
+    another): its retry, after an answer lost on the way back, must not
+    apply it twice."""
+    return {"S": f"{random.getrandbits(64):016x}"}
 
 
 # A set keeps, in the item, the countdown it replaced (its right-hand sides
@@ -1752,8 +1772,11 @@ PUT_UPDATE = (
     " was_expires_at = if_not_exists(expires_at, :null),"
     " start_time = :s, start_seconds = :n, expires_at = :e, set_id = :id"
 )
+PUT_CONDITION = "attribute_not_exists(set_id) OR set_id <> :id"
 ADD_MISS_UPDATE = "ADD misses :one SET last_miss = :miss, miss_id = :id"
-NOT_APPLIED = "attribute_not_exists({0}) OR {0} <> :id"
+ADD_MISS_CONDITION = (
+    "attribute_exists(#timer) AND (attribute_not_exists(miss_id) OR miss_id <> :id)"
+)
 
 
 class DynamoStore:
@@ -1769,38 +1792,33 @@ class DynamoStore:
             return self.api.call(operation, {"TableName": self.table, **kwargs})
         except (botocore.exceptions.BotoCoreError, ClientError) as e:
             if error_code(e) == "ConditionalCheckFailedException":
-                raise ConditionFailed(e.response.get("Item")) from e  # type: ignore[attr-defined]
+                item = e.response.get("Item")  # type: ignore[attr-defined]
+                raise ConditionFailed(item) from e
             raise StoreUnavailable(f"dynamodb {operation}: {error_code(e)}") from e
 
     def _item(self, name: str) -> dict[str, Any] | None:
         answer = self._call("GetItem", Key=key(name), ConsistentRead=True)
         return answer.get("Item")
 
-    def _write(self, name: str, id_name: str, **kwargs: Any) -> dict[str, Any] | None:
-        """An UpdateItem of the timer that is applied once however often it is
-        sent, and the item after it; None if a condition of the caller's
-        failed. An attempt already applied makes the retry's condition fail,
-        and the item comes with that failure or from a read after it."""
-        write = write_id()
-        condition = NOT_APPLIED.format(id_name)
-        if "ConditionExpression" in kwargs:
-            condition = f"({kwargs.pop('ConditionExpression')}) AND ({condition})"
-        values = {**kwargs.pop("ExpressionAttributeValues"), ":id": write}
+    def _write_once(
+        self, name: str, id_name: str, write: dict[str, str], **update: Any
+    ) -> dict[str, Any] | None:
+        """An UpdateItem of the timer whose condition holds only until its
+        id `write` is in the item (under `id_name`), and the item after it;
+        None if it was not applied. An attempt that was applied but whose
+        answer was lost makes the retry's condition fail: the item then
+        comes with that failure, or from a read after it."""
         try:
             answer = self._call(
                 "UpdateItem",
                 Key=key(name),
-                ConditionExpression=condition,
-                ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                **kwargs,
+                **update,
             )
         except ConditionFailed as failed:
             item = failed.item if failed.item is not None else self._item(name)
-            if item is None or item.get(id_name) != write:
-                return None
-            return item
+            return item if item is not None and item.get(id_name) == write else None
         return answer["Attributes"]
 
     @understood
@@ -1810,15 +1828,19 @@ class DynamoStore:
     @understood
     def put(self, timer: Timer) -> Timer | None:
         start = f"{timer.start_ms // 1000}.{timer.start_ms % 1000:03d}"
-        item = self._write(
+        write = write_id()
+        item = self._write_once(
             timer.name,
             "set_id",
+            write,
             UpdateExpression=PUT_UPDATE,
+            ConditionExpression=PUT_CONDITION,
             ExpressionAttributeValues={
                 ":s": {"N": start},
                 ":n": {"N": str(timer.seconds)},
                 ":e": {"N": str(timer.expires_at)},
                 ":null": {"NULL": True},
+                ":id": write,
             },
         )
         if item is None:  # applied, then another set came before we could read
@@ -1827,15 +1849,18 @@ class DynamoStore:
 
     @understood
     def add_miss(self, name: str, miss: Miss) -> int:
-        item = self._write(
+        write = write_id()
+        item = self._write_once(
             name,
             "miss_id",
+            write,
             UpdateExpression=ADD_MISS_UPDATE,
-            ConditionExpression="attribute_exists(#timer)",
+            ConditionExpression=ADD_MISS_CONDITION,
             ExpressionAttributeNames={"#timer": "timer"},
             ExpressionAttributeValues={
                 ":one": {"N": "1"},
                 ":miss": {"M": {k: {"N": str(v)} for k, v in miss._asdict().items()}},
+                ":id": write,
             },
         )
         return int(item["misses"]["N"]) if item else 0  # 0: deleted meanwhile
