@@ -273,7 +273,31 @@ def with_length(head: bytes, body: bytes, length: int | None = None) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
-class Misbehaving:
+class Listening:
+    """A server on 127.0.0.1 that serves each connection on a thread of its
+    own, with `_serve`, until it is closed."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class Misbehaving(Listening):
     """A kept-alive HTTP proxy in front of a DynamoDB-compatible server that
     takes one request a connection (moto_server). Armed with modes, it
     misbehaves on the next requests, one mode each ("" behaves):
@@ -295,23 +319,10 @@ class Misbehaving:
         self.failed_condition_item = True
         self.last = b""
         self.targets: list[str] = []  # X-Amz-Target of each request sent on
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
     def arm(self, *modes: str) -> None:
         self.armed = list(modes)
-
-    def close(self) -> None:
-        self.listener.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _forward(self, request: bytes) -> bytes:
         with socket.create_connection(("127.0.0.1", self.upstream_port)) as up:
@@ -369,26 +380,13 @@ class Misbehaving:
             conn.sendall(answer)
 
 
-class ForwardProxy:
+class ForwardProxy(Listening):
     """An HTTP forward proxy on 127.0.0.1: a request in absolute form is sent
     on to its host, CONNECT opens a tunnel. It keeps the request heads."""
 
     def __init__(self) -> None:
         self.seen: list[str] = []
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def close(self) -> None:
-        self.listener.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        super().__init__()
 
     def _serve(self, conn: socket.socket) -> None:
         with conn:

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -343,13 +343,20 @@ def test_a_request_on_the_wire_is_what_botocore_would_sign_and_send() -> None:
     assert fields["content-length"] == "17"
     assert body == b'{"TableName":"t"}'
     when = datetime.datetime.strptime(fields["x-amz-date"], "%Y%m%dT%H%M%SZ")
+    assert fields["authorization"] == botocore_signature(
+        when, f"http://127.0.0.1:{port}/", fields["x-amz-target"], body
+    )
+
+
+def botocore_signature(
+    when: datetime.datetime, url: str, target: str, body: bytes
+) -> str:
+    """The Authorization botocore's SigV4Auth gives a DynamoDB request at
+    `when` (naive UTC), with the credentials `a`/`b` of `wire`."""
     request = AWSRequest(
         "POST",
-        f"http://127.0.0.1:{port}/",
-        headers={
-            "Content-Type": fields["content-type"],
-            "X-Amz-Target": fields["x-amz-target"],
-        },
+        url,
+        headers={"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": target},
         data=body,
     )
     original = botocore.auth.get_current_datetime
@@ -360,7 +367,7 @@ def test_a_request_on_the_wire_is_what_botocore_would_sign_and_send() -> None:
         ).add_auth(request)
     finally:
         botocore.auth.get_current_datetime = original
-    assert fields["authorization"] == request.headers["Authorization"]
+    return request.headers["Authorization"]
 
 
 AWS_EU = "dynamodb.eu-west-1.amazonaws.com"
@@ -537,21 +544,29 @@ def test_a_retry_waits_as_botocore_waits_for_dynamodb(
     assert longest / 2 < max(waits) < longest  # 60 draws: all under half, 2**-60
 
 
+def raised_on_a_thread(call: Callable[[], object]) -> list[type[BaseException]]:
+    """What `call` raised on a thread of its own within 10 s: far past what
+    the calls here may take, so not a timing assertion, but a call that
+    hangs is caught."""
+    raised: list[type[BaseException]] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as e:
+            raised.append(type(e))
+
+    caller = threading.Thread(target=run, daemon=True)
+    caller.start()
+    caller.join(10)
+    return raised
+
+
 def test_a_store_that_never_answers_times_out_on_each_attempt() -> None:
     port, carried, _ = scripted_server([b"", b""], close_after={0, 1}, linger=5)
     api = wire(port, timeouts=(0.2, 0.2))
-    raised: list[BaseException] = []
-
-    def call() -> None:
-        try:
-            api.call("GetItem", {})
-        except BaseException as e:
-            raised.append(e)
-
-    caller = threading.Thread(target=call, daemon=True)
-    caller.start()
-    caller.join(10)  # far past two read timeouts: not a timing assertion
-    assert [type(e) for e in raised] == [botocore.exceptions.ReadTimeoutError]
+    raised = raised_on_a_thread(lambda: api.call("GetItem", {}))
+    assert raised == [botocore.exceptions.ReadTimeoutError]
     assert carried == [1, 1]
 
 

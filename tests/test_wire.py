@@ -18,9 +18,15 @@ import boto3
 import botocore.auth
 import botocore.exceptions
 import pytest
-from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from test_overload import OK, certificate, scripted_server, wire
+from test_overload import (
+    OK,
+    botocore_signature,
+    certificate,
+    raised_on_a_thread,
+    scripted_server,
+    wire,
+)
 from test_settings import main_exits
 from webtest import TestApp
 
@@ -321,27 +327,6 @@ def test_the_proxy_in_use_is_said_at_start_without_its_password(
 # -- signing and retrying --
 
 
-def botocore_signature(when: datetime.datetime, body: bytes, port: int) -> str:
-    request = AWSRequest(
-        "POST",
-        f"http://127.0.0.1:{port}/",
-        headers={
-            "Content-Type": "application/x-amz-json-1.0",
-            "X-Amz-Target": "DynamoDB_20120810.GetItem",
-        },
-        data=body,
-    )
-    original = botocore.auth.get_current_datetime
-    botocore.auth.get_current_datetime = lambda: when
-    try:
-        botocore.auth.SigV4Auth(
-            Credentials("a", "b"), "dynamodb", "us-east-1"
-        ).add_auth(request)
-    finally:
-        botocore.auth.get_current_datetime = original
-    return request.headers["Authorization"]
-
-
 def test_one_object_signs_on_either_side_of_midnight_as_botocore() -> None:
     """The signing key is the day's: one cached by the secret alone would
     sign with yesterday's key from midnight UTC on."""
@@ -354,7 +339,12 @@ def test_one_object_signs_on_either_side_of_midnight_as_botocore() -> None:
         midnight - datetime.timedelta(seconds=2),
     ):
         headers = api.signed_headers("GetItem", b"{}", when.timestamp())
-        expected = botocore_signature(when.replace(tzinfo=None), b"{}", 8000)
+        expected = botocore_signature(
+            when.replace(tzinfo=None),
+            "http://127.0.0.1:8000/",
+            "DynamoDB_20120810.GetItem",
+            b"{}",
+        )
         assert headers["authorization"] == expected
 
 
@@ -383,16 +373,6 @@ def test_a_call_ends_by_its_deadline_whatever_the_read_timeout() -> None:
     time out; the call's deadline ends it."""
     answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n" + b" " * 2000
     port, _, _ = scripted_server([answer, answer], close_after={0, 1}, piece=1)
-    api = wire(port, deadline=0.5)
-    raised: list[BaseException] = []
-
-    def call() -> None:
-        try:
-            api.call("GetItem", {})
-        except BaseException as e:
-            raised.append(e)
-
-    caller = threading.Thread(target=call, daemon=True)
-    caller.start()
-    caller.join(10)  # far past the deadline, and short of the drip's 4 s a try
-    assert [type(e) for e in raised] == [botocore.exceptions.ReadTimeoutError]
+    api = wire(port, deadline=0.5)  # the drip takes 4 s a try at the least
+    raised = raised_on_a_thread(lambda: api.call("GetItem", {}))
+    assert raised == [botocore.exceptions.ReadTimeoutError]
