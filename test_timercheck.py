@@ -22,6 +22,7 @@ from fakes import (
     FakeClock,
     StuckStore,
     failing_responses,
+    record_sleeps,
     scripted_responses,
     start_stuck_calls,
 )
@@ -1013,8 +1014,7 @@ def test_create_table_waits_a_minute_for_the_table_checking_each_second(
         (200, {}, b'{"Table":{"TableStatus":"%s"}}' % s.encode()) for s in statuses
     ]
     described = scripted_responses(dynamo.client, answers, "DescribeTable")
-    waits: list[float] = []
-    monkeypatch.setattr(time, "sleep", waits.append)
+    waits = record_sleeps(monkeypatch)
     if ready:
         dynamo.create_table()
     else:

@@ -169,3 +169,20 @@ def serialize_item_operations(monkeypatch: pytest.MonkeyPatch) -> None:
                 return _op(self, *args, **kw)
 
         monkeypatch.setattr(DynamoHandler, name, serialized)
+
+
+def record_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """time.sleep, on this thread, records the wait instead of waiting; the
+    threads of servers and proxies still started by earlier tests sleep as
+    before, and stay out of the record."""
+    waits: list[float] = []
+    real, caller = time.sleep, threading.get_ident()
+
+    def sleep(seconds: float) -> None:
+        if threading.get_ident() == caller:
+            waits.append(seconds)
+        else:
+            real(seconds)
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    return waits

@@ -41,6 +41,7 @@ from fakes import (
     Limits,
     StuckStore,
     failing_responses,
+    record_sleeps,
     scripted_responses,
     start_stuck_calls,
 )
@@ -535,8 +536,7 @@ def test_a_retry_waits_as_botocore_waits_for_dynamodb(
         aws_secret_access_key="b",
     )
     failing_responses(client, status, code, "")
-    waits: list[float] = []
-    monkeypatch.setattr(time, "sleep", waits.append)
+    waits = record_sleeps(monkeypatch)
     for _ in range(60):  # each its own retry quota, which 60 retries would spend
         with pytest.raises(botocore.exceptions.ClientError):
             DynamoDB(client, Credentials("a", "b")).call("GetItem", {})

@@ -31,7 +31,7 @@ from test_settings import main_exits
 from webtest import TestApp
 
 import timercheck
-from fakes import FakeClock, failing_responses
+from fakes import FakeClock, failing_responses, record_sleeps
 from support import FAKE_AWS, ForwardProxy, Misbehaving, moto_server
 from timercheck import App, DynamoDB, DynamoStore
 
@@ -360,7 +360,7 @@ def test_retries_stop_once_the_retry_quota_is_spent(
         aws_secret_access_key="b",
     )
     api = DynamoDB(client, Credentials("a", "b"))
-    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    record_sleeps(monkeypatch)
     sent = failing_responses(client, 500, "InternalServerError", "")
     for _ in range(40):
         with pytest.raises(botocore.exceptions.ClientError):
