@@ -405,6 +405,10 @@ class Keys:
             return None
         try:
             sealed = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            # base64 ignores the spare bits of a last character: one spelling
+            # only, so that nothing keyed on the URL can be sidestepped.
+            if base64.urlsafe_b64encode(sealed).rstrip(b"=").decode() != token:
+                return None
             return self._siv.decrypt(sealed, None).rstrip(b"\0").decode()
         except (InvalidTag, binascii.Error, ValueError):
             return None
@@ -1097,6 +1101,16 @@ class SqliteStore:
         self._write_lock = threading.Lock()
 
     def _connect(self) -> sqlite3.Connection:
+        if not self.path.startswith("file:") and not sqlite_in_memory(self.path):
+            # Every name in it is a write capability, and it holds the secret:
+            # made for the service's user only, whatever the umask. SQLite
+            # gives the -wal and -shm files it makes the database's mode.
+            try:
+                os.close(
+                    os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                )
+            except OSError:
+                pass  # there already, or SQLite says why it cannot be
         db = sqlite3.connect(
             self.path,
             timeout=self.timeout,

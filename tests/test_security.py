@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import socket
+import string
 import time
 from pathlib import Path
 from typing import Any
@@ -126,6 +128,35 @@ def test_a_token_from_another_store_or_altered_is_unknown(
     assert app.get(altered, status=404).json["errorMessage"] == message
     for token in ("x", "job", "-" * 40, "%00" * 30):
         app.get(f"/-/{token}", status=404)
+
+
+def test_the_sqlite_files_are_for_the_service_s_user_only(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    old = os.umask(0o022)
+    try:
+        app = TestApp(App(SqliteStore(str(tmp_path / "t.db")), clock))
+        app.get("/job/60")
+        modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    finally:
+        os.umask(old)
+    assert modes == {"t.db": 0o600, "t.db-wal": 0o600, "t.db-shm": 0o600}
+
+
+def test_a_token_has_one_spelling(app: TestApp) -> None:
+    """A 40-character name seals to 80 bytes, 107 base64 characters whose
+    last carries 2 spare bits: the 3 other spellings are not the token."""
+    url = read_only_url(app, "x" * 40)
+    token = url.rpartition("/")[2]
+    assert len(token) == 107
+    alphabet = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
+    last = alphabet.index(token[-1])
+    for spare in (1, 2, 3):
+        other = token[:-1] + alphabet[last ^ spare]
+        assert app.get(f"/-/{other}", status=404).json["errorMessage"] == (
+            "404: no timer has that read-only URL"
+        )
+    assert app.get(f"/-/{token}").json["timer"] == "timer"
 
 
 @pytest.mark.parametrize(
