@@ -51,6 +51,7 @@ import struct
 import sys
 import threading
 import time
+import traceback
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -69,6 +70,7 @@ import httptools
 import waitress
 import waitress.channel
 import waitress.parser
+import waitress.proxy_headers
 import waitress.server
 import waitress.task
 from botocore.awsrequest import AWSPreparedRequest, HeadersDict
@@ -944,6 +946,30 @@ def check_limits(environ: dict[str, Any]) -> None:
             raise HTTPError(431, "too many header fields")
 
 
+PROXY_HEADERS = frozenset({"x-forwarded-for", "x-forwarded-proto"})
+
+
+def forwarded(environ: dict[str, Any], trusted: str | None, count: int) -> None:
+    """What a trusted proxy says of the client (X-Forwarded-For, -Proto), read
+    as waitress reads it, into REMOTE_ADDR and wsgi.url_scheme; every other
+    proxy header, and any from anyone else, dropped. Here and not in waitress,
+    whose reading raises on some headers (IndexError on `:.`): a 400, not a
+    500, and a client that is not an IP address is `-`."""
+    untrusted = waitress.proxy_headers.PROXY_HEADERS
+    if trusted and (trusted == "*" or environ.get("REMOTE_ADDR") == trusted):
+        try:
+            untrusted = waitress.proxy_headers.parse_proxy_headers(
+                environ, trusted_proxy_count=count, trusted_proxy_headers=PROXY_HEADERS
+            )
+        except Exception:
+            raise HTTPError(400, "a proxy header is malformed") from None
+        try:
+            ipaddress.ip_address(environ.get("REMOTE_ADDR", ""))
+        except ValueError:
+            environ["REMOTE_ADDR"] = "-"
+    waitress.proxy_headers.clear_untrusted_headers(environ, untrusted)
+
+
 class App:
     """The WSGI application. The store and the clock are injected."""
 
@@ -954,10 +980,16 @@ class App:
         retention_days: int = 30,
         access: Callable[[str], None] | None = None,
         max_wait: float = 2.0,
+        trusted_proxy: str | None = None,
+        trusted_proxy_count: int = 1,
     ) -> None:
         self.store, self.clock = store, clock
         self.retention = retention_days * 86400
         self.max_wait = max_wait
+        self.trusted_proxy, self.trusted_proxy_count = (
+            trusted_proxy,
+            trusted_proxy_count,
+        )
         self.access = access or (lambda line: access_log.info("%s", line))
         self._keys: Keys | None = None
 
@@ -997,6 +1029,7 @@ class App:
         handler_name, name = "-", None
         try:
             check_limits(environ)
+            forwarded(environ, self.trusted_proxy, self.trusted_proxy_count)
             handler, args = route(
                 environ["REQUEST_METHOD"],
                 environ.get("PATH_INFO") or "/",
@@ -2071,12 +2104,9 @@ def server_options(config: Config) -> dict[str, Any]:
         # default of 256 KB let one head cost a quarter of a CPU second.
         "max_request_header_size": 16384,
         "asyncore_use_poll": True,
-        "clear_untrusted_proxy_headers": True,
+        # The app reads proxy headers itself (`forwarded`).
+        "clear_untrusted_proxy_headers": False,
     }
-    if config.trusted_proxy:
-        options["trusted_proxy"] = config.trusted_proxy
-        options["trusted_proxy_count"] = config.trusted_proxy_count
-        options["trusted_proxy_headers"] = "x-forwarded-for x-forwarded-proto"
     return options
 
 
@@ -2196,6 +2226,13 @@ class SafeLines(logging.Filter):
         message = record.getMessage()
         if record.name.startswith("waitress"):
             message = SERVING.sub(r"\1 a request", message)
+        if record.exc_info and record.exc_info[1] is not None:
+            # A traceback is part of its line, the exception first: cut at
+            # the end, a long one keeps what went wrong.
+            kind, error, stack = record.exc_info
+            last = traceback.format_exception_only(kind, error)[-1].strip()
+            message += f": {last} | " + "".join(traceback.format_tb(stack))
+            record.exc_info, record.exc_text = None, None
         record.msg, record.args = printable(message, 2000), None
         return True
 
@@ -2271,6 +2308,8 @@ def serve(config: Config) -> int:
         retention_days=config.retention_days,
         access=access_writer(sys.stdout),
         max_wait=config.max_wait_ms / 1000,
+        trusted_proxy=config.trusted_proxy,
+        trusted_proxy_count=config.trusted_proxy_count,
     )
     dispatcher = Dispatcher()
     try:

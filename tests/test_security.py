@@ -10,6 +10,7 @@ import os
 import re
 import socket
 import string
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,116 @@ def test_a_token_from_another_store_or_altered_is_unknown(
     assert app.get(altered, status=404).json["errorMessage"] == message
     for token in ("x", "job", "-" * 40, "%00" * 30):
         app.get(f"/-/{token}", status=404)
+
+
+MALFORMED_PROXY = {"errorMessage": "400: a proxy header is malformed"}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Forwarded-For": ":."},  # waitress's own reading raises IndexError
+        {"X-Forwarded-For": "1.2.3.4", "X-Forwarded-Proto": "gopher"},
+        {"X-Forwarded-For": "1.2.3.4, 5.6.7.8", "X-Forwarded-Proto": "http, https"},
+    ],
+)
+def test_a_malformed_proxy_header_from_a_trusted_proxy_is_a_400(
+    store: Any, clock: FakeClock, headers: dict[str, str]
+) -> None:
+    lines: list[str] = []
+    app = TestApp(
+        App(store, clock, access=lines.append, trusted_proxy="*"),
+        extra_environ={"REMOTE_ADDR": "10.0.0.1"},
+    )
+    answer = app.get("/job/60", headers=headers, status=400).json
+    assert answer.pop("request_id")
+    assert answer == MALFORMED_PROXY
+    assert lines[-1].split()[-1] == "10.0.0.1"
+    app.get("/job", status=404)  # nothing was set
+
+
+@pytest.mark.parametrize(
+    ("forwarded_for", "client"),
+    [
+        ("203.0.113.9", "203.0.113.9"),
+        ("198.51.100.1, 203.0.113.9", "203.0.113.9"),
+        ("2001:db8::1", "2001:db8::1"),
+        ("[2001:db8::1]:4711", "-"),  # a port: not an address
+        ("1.2.3.4 GET set_timer 00 200 1ms 9.9.9.9", "-"),
+        ("unknown", "-"),
+    ],
+)
+def test_the_access_line_names_the_client_by_an_address_or_dash(
+    app: TestApp, clock: FakeClock, forwarded_for: str, client: str
+) -> None:
+    lines: list[str] = []
+    store = app.app.store
+    proxied = TestApp(
+        App(store, clock, access=lines.append, trusted_proxy="*"),
+        extra_environ={"REMOTE_ADDR": "10.0.0.1"},
+    )
+    answer = proxied.get(
+        "/job/60",
+        headers={"X-Forwarded-For": forwarded_for, "X-Forwarded-Proto": "https"},
+    ).json
+    assert answer["read_only_url"].startswith("https://")
+    assert lines[-1].split()[-1] == client
+    assert len(lines[-1].split()) == 7
+
+
+def test_proxy_headers_from_anyone_else_are_dropped(
+    store: Any, clock: FakeClock
+) -> None:
+    lines: list[str] = []
+    app = TestApp(
+        App(store, clock, access=lines.append, trusted_proxy="10.9.9.9"),
+        extra_environ={"REMOTE_ADDR": "10.0.0.1"},
+    )
+    answer = app.get(
+        "/job/60", headers={"X-Forwarded-For": ":.", "X-Forwarded-Proto": "https"}
+    ).json
+    assert answer["read_only_url"].startswith("http://")
+    assert lines[-1].split()[-1] == "10.0.0.1"
+
+
+def test_behind_a_trusted_proxy_its_headers_cannot_break_a_request_or_a_line(
+    tmp_path: Path,
+) -> None:
+    env = {"TIMERCHECK_DB": str(tmp_path / "t.db"), "TIMERCHECK_TRUSTED_PROXY": "*"}
+    head = b"GET /job/60 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    with service(env) as server:
+        bad = raw(server.port, head + b"X-Forwarded-For: :.\r\n\r\n")
+        forged = b"1.2.3.4 GET set_timer 00 200 1ms 9.9.9.9"
+        good = raw(server.port, head + b"X-Forwarded-For: " + forged + b"\r\n\r\n")
+        time.sleep(1.2)  # access lines are flushed at least once a second
+    assert bad.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    body = json.loads(bad.partition(b"\r\n\r\n")[2])
+    assert body["errorMessage"] == MALFORMED_PROXY["errorMessage"]
+    assert good.startswith(b"HTTP/1.1 200 OK")
+    log = server.output()
+    assert "Traceback" not in log and "IndexError" not in log
+    access = [line for line in log.splitlines() if " timercheck.access " in line]
+    # the client: the proxy's own address where its header was unreadable
+    assert [(line.split()[-3], line.split()[-1]) for line in access[-2:]] == [
+        ("400", "127.0.0.1"),
+        ("200", "-"),
+    ]
+
+
+def test_a_traceback_is_one_escaped_line_that_says_what_went_wrong_first() -> None:
+    try:
+        raise KeyError("bad\nthing")
+    except KeyError:
+        record = logging.LogRecord(
+            "timercheck", logging.ERROR, __file__, 1, "request %s: boom", ("r1",),
+            sys.exc_info(),
+        )  # fmt: skip
+    assert SafeLines().filter(record)
+    line = logging.Formatter("%(message)s").format(record)
+    assert "\n" not in line.replace("\\n", "")
+    assert line.startswith("request r1: boom: KeyError: 'bad\\nthing' | ")
+    assert "\\x0a" in line and "test_security.py" in line
+    assert record.exc_info is None
 
 
 def test_the_sqlite_files_are_for_the_service_s_user_only(
