@@ -2191,21 +2191,30 @@ def accept_bursts(listener: Any) -> None:
     listener.handle_accept = accept
 
 
-SPARE_FILES = 64  # listeners, store connections, the log, waitress's trigger
+SPARE_FILES = 64  # listeners, the log, waitress's trigger, the process's own
+FILES_PER_THREAD = 3  # its store connection: SQLite's file and -wal, or a socket
 
 
-def fit_open_files(connection_limit: int) -> int:
-    """Raise the soft open-file limit to hold the connection limit, as far
-    as the hard limit allows; the connection limit that fits."""
+def spare_files(threads: int) -> int:
+    """Files the process holds besides its connections: each worker thread,
+    and the purge thread, keeps its own store connection open."""
+    return SPARE_FILES + FILES_PER_THREAD * (threads + 1)
+
+
+def fit_open_files(connection_limit: int, threads: int) -> int:
+    """Raise the soft open-file limit to hold the connection limit and what
+    the threads keep open, as far as the hard limit allows; the connection
+    limit that fits."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = connection_limit + SPARE_FILES
+    spare = spare_files(threads)
+    wanted = connection_limit + spare
     raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
     if soft != resource.RLIM_INFINITY and soft < raised:
         resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
         log.info("raised the open-file limit from %d to %d", soft, raised)
         soft = raised
     if soft != resource.RLIM_INFINITY and soft < wanted:
-        fitted = max(1, soft - SPARE_FILES)
+        fitted = max(1, soft - spare)
         log.warning(
             "open-file limit %d (hard) holds %d connections, not %d",
             soft, fitted, connection_limit,
@@ -2301,7 +2310,8 @@ def stop(signum: int, frame: object) -> None:
 
 
 def serve(config: Config) -> int:
-    config = replace(config, connection_limit=fit_open_files(config.connection_limit))
+    fitted = fit_open_files(config.connection_limit, config.workers)
+    config = replace(config, connection_limit=fitted)
     store = make_store(config)
     app = App(
         store,
