@@ -2139,20 +2139,41 @@ class Channel(waitress.channel.HTTPChannel):
     task_class = Task
 
 
+HEALTH_FIRST = 2  # health checks that may wait ahead of everything else
+
+
+def health_check(channel: Any) -> bool:
+    """A load balancer's probe: `GET /` alone, not a batch of requests
+    pipelined on one connection (a probe never pipelines; a flood does)."""
+    if len(channel.requests) != 1:
+        return False
+    request = channel.requests[0]  # a bad one may lack a path or a method
+    path, method = getattr(request, "path", ""), getattr(request, "command", "")
+    return path == "/" and method in ("GET", "HEAD")
+
+
 class Dispatcher(waitress.task.ThreadedTaskDispatcher):
     """waitress's queue of connections with a request to serve, except that
     a health check goes first: behind a storm of timer requests it would
     wait its turn past the load balancer's timeout, and the task would be
-    replaced just when it is needed most."""
+    replaced just when it is needed most. Only a few go first at once: a
+    flood of `GET /` then waits its turn like any request, and cannot starve
+    the timers."""
 
     def add_task(self, channel: Any) -> None:
-        request = channel.requests[0]  # a bad one may lack a path or a method
-        path, method = getattr(request, "path", ""), getattr(request, "command", "")
-        if path != "/" or method not in ("GET", "HEAD"):
+        if not health_check(channel):
             super().add_task(channel)
             return
         with self.lock:
-            self.queue.appendleft(channel)
+            ahead = 0  # health checks already first, served in their order
+            while ahead < min(HEALTH_FIRST, len(self.queue)) and health_check(
+                self.queue[ahead]
+            ):
+                ahead += 1
+            if ahead < HEALTH_FIRST:
+                self.queue.insert(ahead, channel)
+            else:
+                self.queue.append(channel)
             self.queue_cv.notify()
 
 

@@ -751,7 +751,27 @@ def test_health_checks_go_to_the_front_of_the_queue() -> None:
     )
     for channel in (check, root, post, head, bad, set_):
         dispatcher.add_task(channel)
-    assert list(dispatcher.queue) == [head, root, check, post, bad, set_]
+    assert list(dispatcher.queue) == [root, head, check, post, bad, set_]
+
+
+def test_only_two_health_checks_go_first_at_once() -> None:
+    """A flood of `GET /` waits its turn behind the timer requests, and so
+    does a batch of them pipelined on one connection."""
+    dispatcher = Dispatcher()
+    check, set_ = queued("GET", "/job"), queued("GET", "/job/60")
+    health = [queued("GET", "/") for _ in range(4)]
+    batch = queued("GET", "/")
+    batch.requests *= 2
+    for channel in (check, batch, health[0], set_, *health[1:]):
+        dispatcher.add_task(channel)
+    assert list(dispatcher.queue) == [
+        health[0],
+        health[1],
+        check,
+        batch,
+        set_,
+        *health[2:],
+    ]
 
 
 def listening(
@@ -1218,3 +1238,70 @@ def test_a_storm_past_the_wait_bound_is_shed_and_still_loses_nothing(
         assert server.output().count("store unavailable") < len(shed)
         for n in shed:
             assert call(server.port, "GET", f"/storm-{n}").status in (404, 503)
+
+
+async def flood_health(port: int, connections: int, seconds: float) -> int:
+    """`connections` connections each pipelining `GET /` 50 at a time for
+    `seconds`; how many were answered."""
+    batch = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 50
+    answered = 0
+
+    async def one() -> None:
+        nonlocal answered
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        end = time.monotonic() + seconds
+        try:
+            while time.monotonic() < end:
+                writer.write(batch)
+                got = 0
+                while got < 50:
+                    data = await reader.read(65536)
+                    if not data:
+                        return
+                    got += data.count(b"HTTP/1.1 200 OK")
+                answered += got
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(one() for _ in range(connections)))
+    return answered
+
+
+def test_a_flood_of_health_checks_does_not_starve_the_timers(tmp_path: Path) -> None:
+    """40 connections pipelining `GET /` for 6 s: a timer is still checked,
+    each check answered 200 (none shed), and a load balancer's probe on a
+    new connection still answers. The times are printed, not asserted."""
+    with service({"TIMERCHECK_DB": str(tmp_path / "t.db")}) as server:
+        assert call(server.port, "GET", "/job/600").status == 200
+        stop = threading.Event()
+        checks: list[tuple[int, float]] = []
+        probes: list[tuple[float, float, str]] = []
+
+        def check() -> None:
+            while not stop.is_set():
+                started = time.monotonic()
+                status = call(server.port, "GET", "/job").status
+                checks.append((status, time.monotonic() - started))
+
+        threads = [
+            threading.Thread(target=check),
+            threading.Thread(target=probe_health, args=(server.port, stop, probes)),
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            flooded = asyncio.run(flood_health(server.port, 40, 6))
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+    waits = sorted(wait for _, wait in checks)
+    print(
+        f"\n[flood] GET / answered {flooded}, timer checks {len(checks)}"
+        f" p50 {waits[len(waits) // 2] * 1000:.0f} ms max {waits[-1] * 1000:.0f} ms,"
+        f" probes {len(probes)} max {max(p[1] for p in probes) * 1000:.0f} ms"
+    )
+    assert flooded > 1000
+    assert {status for status, _ in checks} == {200}
+    assert len(checks) >= 20  # starved, it managed 1 or 2 in 6 s
+    assert probes and {outcome for _, _, outcome in probes} == {"200"}
