@@ -34,6 +34,8 @@ import functools
 import hashlib
 import hmac
 import html
+import importlib.metadata
+import inspect
 import ipaddress
 import json
 import logging
@@ -2139,6 +2141,74 @@ class Channel(waitress.channel.HTTPChannel):
     task_class = Task
 
 
+WAITRESS_BUILT_FOR = "3.0.2"  # requirements.txt pins it
+
+
+def waitress_gaps() -> list[str]:
+    """The waitress internals the service relies on that this waitress lacks,
+    each with what it is for: each is checked on a real object, so that on
+    another release nothing the service claims is quietly off."""
+    try:
+        server = waitress.create_server(
+            lambda environ, start_response: [],
+            host="127.0.0.1",
+            port=0,
+            _dispatcher=Dispatcher(),
+        )
+    except TypeError:
+        return ["create_server(_dispatcher=) (health first)"]
+    channel, parser = waitress.channel.HTTPChannel, waitress.parser.HTTPRequestParser
+    try:
+        needs = {
+            "the task queue's queue, queue_cv and lock (health first)": (
+                server.task_dispatcher,
+                ("queue", "queue_cv", "lock"),
+            ),
+            "a listener's _map, adj, channel_class, handle_accept (accept bursts)": (
+                server,
+                ("_map", "adj", "channel_class", "handle_accept"),
+            ),
+            "HTTPChannel's parser_class, task_class (shedding by time waited)": (
+                channel,
+                ("parser_class", "task_class"),
+            ),
+            "HTTPRequestParser's received, completed, chunked, content_length,"
+            " expect_continue (shedding by time waited; Expect without a body)": (
+                parser,
+                (
+                    "received",
+                    "completed",
+                    "chunked",
+                    "content_length",
+                    "expect_continue",
+                ),
+            ),
+            "WSGITask.get_environment (shedding by time waited)": (
+                waitress.task.WSGITask,
+                ("get_environment",),
+            ),
+            "proxy_headers' parse_proxy_headers, clear_untrusted_headers,"
+            " PROXY_HEADERS (proxy headers)": (
+                waitress.proxy_headers,
+                ("parse_proxy_headers", "clear_untrusted_headers", "PROXY_HEADERS"),
+            ),
+        }
+        gaps = [
+            need
+            for need, (where, names) in needs.items()
+            if not all(hasattr(where, name) for name in names)
+        ]
+    finally:
+        server.close()
+    source = inspect.getsource(channel)
+    if "while serving %s" not in source or "self.requests" not in source:
+        gaps.append(
+            "HTTPChannel's requests, and 'while serving' in its log lines"
+            " (health first; no request path in the log)"
+        )
+    return gaps
+
+
 HEALTH_FIRST = 2  # health checks that may wait ahead of everything else
 
 
@@ -2342,6 +2412,14 @@ def serve(config: Config) -> int:
         trusted_proxy=config.trusted_proxy,
         trusted_proxy_count=config.trusted_proxy_count,
     )
+    if gaps := waitress_gaps():
+        log.error(
+            "waitress %s lacks what this service, built for waitress %s, relies on: %s",
+            importlib.metadata.version("waitress"),
+            WAITRESS_BUILT_FOR,
+            "; ".join(gaps),
+        )
+        return 2
     dispatcher = Dispatcher()
     try:
         server = waitress.create_server(

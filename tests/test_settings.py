@@ -624,3 +624,63 @@ def test_create_table_without_dynamodb_is_one_error(
     assert main(["create-table"]) == 1
     [error] = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert error.startswith("cannot use DynamoDB: Could not connect to the endpoint")
+
+
+# -- the waitress internals the service relies on --
+
+
+def test_waitress_has_every_internal_the_service_relies_on() -> None:
+    """On the release requirements.txt pins, which WAITRESS_BUILT_FOR names.
+    To upgrade waitress: see docs/contributing.md."""
+    import inspect
+    import re
+
+    import waitress.channel
+
+    from support import ROOT
+    from timercheck import WAITRESS_BUILT_FOR, waitress_gaps
+
+    assert waitress_gaps() == []
+    requirements = (ROOT / "requirements.txt").read_text()
+    pinned = re.search(r"^waitress==(\S+)$", requirements, re.M)
+    assert pinned and pinned[1] == WAITRESS_BUILT_FOR
+    # the wording SafeLines redacts, where waitress logs a request's path
+    source = inspect.getsource(waitress.channel)
+    assert "Client disconnected while serving %s" in source
+    assert "Exception while serving %s" in source
+
+
+@pytest.mark.parametrize(
+    ("where", "name", "feature"),
+    [
+        ("waitress.channel.HTTPChannel", "task_class", "shedding by time waited"),
+        ("waitress.parser.HTTPRequestParser", "expect_continue", "Expect without"),
+        ("waitress.proxy_headers", "clear_untrusted_headers", "proxy headers"),
+    ],
+)
+def test_a_waitress_without_an_internal_stops_the_start_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    where: str,
+    name: str,
+    feature: str,
+) -> None:
+    import importlib
+
+    from timercheck import serve
+
+    module, _, attribute = where.rpartition(".")
+    owner = (
+        importlib.import_module(where)
+        if "proxy" in where
+        else getattr(importlib.import_module(module), attribute)
+    )
+    monkeypatch.delattr(owner, name)
+    caplog.set_level("INFO", "timercheck")
+    assert serve(Config(sqlite_path=str(tmp_path / "t.db"), port=0)) == 2
+    [line] = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert line.startswith(
+        "waitress 3.0.2 lacks what this service, built for waitress 3.0.2, relies on:"
+    )
+    assert name in line and feature in line
