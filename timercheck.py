@@ -994,12 +994,27 @@ class App:
         )
         self.access = access or (lambda line: access_log.info("%s", line))
         self._keys: Keys | None = None
+        self._secret = b""
 
     def keys(self) -> Keys:
-        """From the store's secret, fetched once (StoreUnavailable until then)."""
+        """From the store's secret, fetched once (StoreUnavailable until then),
+        and again by `follow_secret`."""
         if self._keys is None:
-            self._keys = Keys(self.store.secret())
-        return self._keys
+            self.refresh_keys()
+        return self._keys  # type: ignore[return-value]
+
+    def refresh_keys(self) -> None:
+        """Adopt the store's current secret: a new one when it was deleted
+        (which revokes every read-only URL), made by whichever task asks
+        first and taken by the others."""
+        secret = self.store.secret()
+        if secret != self._secret:
+            if self._keys is not None:
+                log.warning(
+                    "the store's secret changed: read-only URLs made before"
+                    " no longer answer"
+                )
+            self._keys, self._secret = Keys(secret), secret
 
     def name_hash(self, name: str | None) -> str:
         """Logs name a timer by a keyed hash: whoever knows a name can reset
@@ -2288,8 +2303,9 @@ FILES_PER_THREAD = 3  # its store connection: SQLite's file and -wal, or a socke
 
 def spare_files(threads: int) -> int:
     """Files the process holds besides its connections: each worker thread,
-    and the purge thread, keeps its own store connection open."""
-    return SPARE_FILES + FILES_PER_THREAD * (threads + 1)
+    and the threads that purge and follow the secret, keep their own store
+    connection open."""
+    return SPARE_FILES + FILES_PER_THREAD * (threads + 2)
 
 
 def fit_open_files(connection_limit: int, threads: int) -> int:
@@ -2375,6 +2391,20 @@ def probe(app: App, retry: float = 5.0) -> None:
             return
 
 
+SECRET_EVERY = 60.0  # seconds
+
+
+def follow_secret(app: App, every: float = SECRET_EVERY) -> None:
+    """Read the store's secret again every minute, so that every task behind
+    the load balancer adopts a changed one within a minute."""
+    while True:
+        time.sleep(every)
+        try:
+            app.refresh_keys()
+        except StoreUnavailable:
+            pass  # the requests that meet the outage say so
+
+
 PURGE_EVERY = 60.0  # seconds
 
 
@@ -2458,6 +2488,7 @@ def serve(config: Config) -> int:
     dispatcher.set_thread_count(config.workers)
     signal.signal(signal.SIGTERM, stop)
     threading.Thread(target=probe, args=(app,), daemon=True).start()
+    threading.Thread(target=follow_secret, args=(app,), daemon=True).start()
     if isinstance(store.store, SqliteStore):
         purger = threading.Thread(target=purge_forgotten, args=(store.store,))
         purger.daemon = True

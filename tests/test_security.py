@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import socket
+import sqlite3
 import string
 import sys
 import time
@@ -18,9 +19,17 @@ from typing import Any
 import pytest
 from webtest import TestApp
 
-from fakes import FakeClock, record_calls
+from fakes import FailingStore, FakeClock, record_calls
 from support import call, create_table, dynamo_env, moto_server, raw, service
-from timercheck import App, DynamoStore, Keys, SafeLines, SqliteStore, printable
+from timercheck import (
+    App,
+    DynamoStore,
+    Keys,
+    SafeLines,
+    SqliteStore,
+    follow_secret,
+    printable,
+)
 
 TOKEN = re.compile(r"[A-Za-z0-9_-]{22,}")
 
@@ -457,6 +466,68 @@ def test_expect_100_continue_without_a_body_is_served(tmp_path: Path) -> None:
 
 def token_from(port: int, name: str) -> str:
     return call(port, "GET", f"/{name}/60").json["read_only_token"]
+
+
+def delete_secret(store: Any) -> None:
+    """What the README says to do to revoke every read-only URL."""
+    if isinstance(store, SqliteStore):
+        with sqlite3.connect(store.path) as db:
+            db.execute("DELETE FROM secrets")
+        return
+    store.client.delete_item(TableName=store.table, Key={"timer": {"S": "~secret"}})
+
+
+def test_a_deleted_secret_is_replaced_and_adopted_by_every_task(
+    store: Any, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Task A runs; the secret is deleted; task B starts and makes a new one;
+    within a minute A reads the store's secret again and adopts B's. No
+    restart, and both agree: the old URL answers 404 on both."""
+    a, b = App(store, clock), App(store, clock)
+    first = TestApp(a)
+    old = read_only_url(first, "job")
+    delete_secret(store)
+    second = TestApp(b)
+    new = read_only_url(second, "job")
+    assert new != old
+    assert first.get(new, status=404)  # A still has the old secret
+    caplog.set_level("INFO", "timercheck")
+    a.refresh_keys()
+    assert first.get(new).json["status"] == "ok"
+    for app in (first, second):
+        app.get(old, status=404)
+    assert read_only_url(first, "job") == new
+    assert [r.getMessage() for r in caplog.records if r.name == "timercheck"] == [
+        "the store's secret changed: read-only URLs made before no longer answer"
+    ]
+    a.refresh_keys()  # unchanged: nothing more said
+    assert len([r for r in caplog.records if r.name == "timercheck"]) == 1
+
+
+def test_every_task_reads_the_secret_again_every_minute(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    app = App(FailingStore())  # down: the loop goes on
+    reads: list[float] = []
+
+    class Stop(Exception):
+        pass
+
+    def sleep(seconds: float) -> None:
+        reads.append(seconds)
+        if len(reads) == 3:
+            raise Stop
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    with pytest.raises(Stop):
+        follow_secret(app)
+    assert reads == [60.0, 60.0, 60.0]
+    store = SqliteStore(str(tmp_path / "t.db"))
+    app = App(store)
+    reads.clear()
+    with pytest.raises(Stop):
+        follow_secret(app)
+    assert app.keys().token("job") == Keys(store.secret()).token("job")
 
 
 def test_two_processes_and_a_restart_share_tokens_on_sqlite(tmp_path: Path) -> None:

@@ -459,11 +459,11 @@ def test_serve_in_this_process_answers_logs_and_stops_on_sigterm(
     assert len(waitress_threads) == 3
     assert any(n.endswith("(purge_forgotten)") for n in seen["threads"])
     said = [r.getMessage() for r in caplog.records if r.name == "timercheck"]
-    # The hard limit of 2,048 open files holds 1,972 connections: 64 spare,
-    # and 3 for each of the 3 threads and the purge thread.
+    # The hard limit of 2,048 open files holds 1,969 connections: 64 spare,
+    # and 3 for each of the 3 threads and the purge and secret threads.
     assert (
         f"timercheck serving on http://127.0.0.1:{port} with sqlite path={path},"
-        " 3 threads, up to 1972 connections, shedding requests that waited over"
+        " 3 threads, up to 1969 connections, shedding requests that waited over"
         " 500 ms"
     ) in said
     assert "the timer store answers" in said
