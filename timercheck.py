@@ -2501,6 +2501,17 @@ def serve(config: Config) -> int:
     return 0
 
 
+def thread_failed(failure: threading.ExceptHookArgs) -> None:
+    """A thread's uncaught error is a log line like any other (escaped, cut),
+    not Python's multi-line report on stderr."""
+    if failure.exc_type is not SystemExit:
+        log.error(
+            "thread %s: unexpected error",
+            failure.thread.name if failure.thread else "?",
+            exc_info=(failure.exc_type, failure.exc_value, failure.exc_traceback),
+        )
+
+
 def settings_help() -> str:
     lines = ["settings, from the environment (an empty value counts as unset):"]
     for setting in SETTINGS:
@@ -2536,6 +2547,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for handler in logging.getLogger().handlers:
         handler.addFilter(SafeLines())
+    threading.excepthook = thread_failed
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     # An access line for every request: skip what our format never shows.
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False

@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import string
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -232,6 +233,28 @@ def test_behind_a_trusted_proxy_its_headers_cannot_break_a_request_or_a_line(
         ("400", "127.0.0.1"),
         ("200", "-"),
     ]
+
+
+def test_a_thread_s_uncaught_error_is_one_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from timercheck import thread_failed
+
+    def fail() -> None:
+        raise RuntimeError("bad\nday")
+
+    thread = threading.Thread(target=fail, name="worker")
+    previous, threading.excepthook = threading.excepthook, thread_failed
+    try:
+        thread.start()
+        thread.join()
+    finally:
+        threading.excepthook = previous
+    [record] = [r for r in caplog.records if r.name == "timercheck"]
+    assert record.getMessage() == "thread worker: unexpected error"
+    assert record.exc_info and record.exc_info[0] is RuntimeError
+    assert SafeLines().filter(record)
+    assert "\n" not in record.getMessage()
 
 
 def test_a_traceback_is_one_escaped_line_that_says_what_went_wrong_first() -> None:
