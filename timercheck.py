@@ -2163,25 +2163,30 @@ def waitress_gaps() -> list[str]:
     """The waitress internals the service relies on that this waitress lacks,
     each with what it is for: each is checked on a real object, so that on
     another release nothing the service claims is quietly off."""
+    dispatcher = Dispatcher()
     try:
         server = waitress.create_server(
             lambda environ, start_response: [],
             host="127.0.0.1",
             port=0,
-            _dispatcher=Dispatcher(),
+            _dispatcher=dispatcher,
         )
     except TypeError:
         return ["create_server(_dispatcher=) (health first)"]
+    except OSError:  # nowhere to listen here: the listener's class instead
+        server = None
+    listener = server or waitress.server.BaseWSGIServer
     channel, parser = waitress.channel.HTTPChannel, waitress.parser.HTTPRequestParser
     try:
         needs = {
             "the task queue's queue, queue_cv and lock (health first)": (
-                server.task_dispatcher,
+                dispatcher,
                 ("queue", "queue_cv", "lock"),
             ),
             "a listener's _map, adj, channel_class, handle_accept (accept bursts)": (
-                server,
-                ("_map", "adj", "channel_class", "handle_accept"),
+                listener,
+                ("channel_class", "handle_accept")
+                + (("_map", "adj") if server else ()),
             ),
             "HTTPChannel's parser_class, task_class (shedding by time waited)": (
                 channel,
@@ -2214,7 +2219,8 @@ def waitress_gaps() -> list[str]:
             if not all(hasattr(where, name) for name in names)
         ]
     finally:
-        server.close()
+        if server is not None:
+            server.close()
     source = inspect.getsource(channel)
     if "while serving %s" not in source or "self.requests" not in source:
         gaps.append(

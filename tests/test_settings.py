@@ -684,3 +684,22 @@ def test_a_waitress_without_an_internal_stops_the_start_in_one_line(
         "waitress 3.0.2 lacks what this service, built for waitress 3.0.2, relies on:"
     )
     assert name in line and feature in line
+
+
+def test_waitress_is_checked_even_where_nothing_can_listen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import waitress
+    import waitress.server
+
+    from timercheck import waitress_gaps
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise OSError("no loopback here")
+
+    monkeypatch.setattr(waitress, "create_server", no_network)
+    assert waitress_gaps() == []
+    monkeypatch.delattr(waitress.server.BaseWSGIServer, "channel_class")
+    assert waitress_gaps() == [
+        "a listener's _map, adj, channel_class, handle_accept (accept bursts)"
+    ]
