@@ -536,7 +536,12 @@ def test_every_task_reads_the_secret_again_every_minute(
     class Stop(Exception):
         pass
 
+    real, caller = time.sleep, threading.get_ident()
+
     def sleep(seconds: float) -> None:
+        if threading.get_ident() != caller:  # a server's, left by another test
+            real(seconds)
+            return
         reads.append(seconds)
         if len(reads) == 3:
             raise Stop
