@@ -1537,6 +1537,8 @@ class DynamoDB:
         try:
             content = answer.content
             fields = JSON_DECODER.decode(content.decode()) if content else {}
+            if not isinstance(fields, dict):
+                raise ValueError("an answer that is not a JSON object")
         except ValueError as e:
             if answer.status_code == 200:  # garbled: a transient fault
                 return None, None, self.fault(e)

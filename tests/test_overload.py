@@ -500,9 +500,12 @@ def test_a_server_error_twice_is_a_client_error_after_two_attempts(
     assert carried == [2]
 
 
-def test_an_answer_that_is_not_json_is_a_store_fault_not_a_crash() -> None:
+@pytest.mark.parametrize("body", [b"<html", b'["a list"]', b"7"])
+def test_an_answer_that_is_not_a_json_object_is_a_store_fault_not_a_crash(
+    body: bytes,
+) -> None:
     """Retried once, on a new connection: nothing after it is trusted."""
-    garbled = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n<html"
+    garbled = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
     port, carried, _ = scripted_server([garbled, garbled], close_after={0})
     with pytest.raises(botocore.exceptions.HTTPClientError):
         wire(port).call("GetItem", {})
