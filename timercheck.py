@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -282,6 +283,9 @@ class Timer(NamedTuple):
     expires_at: int  # epoch seconds after which the timer reads as never set
     misses: int = 0  # resets that came after an expiry, since it was first set
     last_miss: Miss | None = None
+    # (start_ms, seconds) of its latest sets, oldest first, where the store
+    # was asked for them: up to KEPT_RESETS, this countdown's own last.
+    resets: tuple[tuple[int, int], ...] = ()
 
     def elapsed(self, now_ms: int) -> int:
         # Clamped: another task's clock may run slightly ahead of ours.
@@ -342,6 +346,52 @@ def reset(stored: Timer | None, countdown: Timer, now_ms: int) -> Reset:
     return Reset(replaced, missed, miss, False)
 
 
+HISTORY = 20  # entries a history shows
+KEPT_RESETS = HISTORY + 1  # the oldest shown needs the deadline before it
+
+
+class Entry(NamedTuple):
+    """One set of a timer's history, against the countdown it replaced."""
+
+    reset_ms: int
+    seconds: int
+    overdue_seconds: int | None  # None: there was no deadline before it
+    gap_ms: int | None  # since the set before it
+    period: int | None  # the seconds that set gave
+    late: bool  # at or after that set's deadline
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "reset_at": self.reset_ms // 1000,
+            "seconds": self.seconds,
+            "overdue_seconds": self.overdue_seconds,
+        }
+
+
+def history(timer: Timer, retention: int) -> list[Entry]:
+    """The newest HISTORY sets, newest first. A set with no deadline before
+    it (the first, or the first after the timer was forgotten: `retention`
+    seconds past its expiry) starts the history: nothing older is shown."""
+    entries: list[Entry] = []
+    for i in range(len(timer.resets) - 1, -1, -1):
+        if len(entries) == HISTORY:
+            break
+        reset_ms, seconds = timer.resets[i]
+        if i == 0:
+            entries.append(Entry(reset_ms, seconds, None, None, None, False))
+            break
+        before_ms, before = timer.resets[i - 1]
+        deadline_ms = before_ms + before * 1000
+        if reset_ms >= (before_ms // 1000 + before + retention) * 1000:
+            entries.append(Entry(reset_ms, seconds, None, None, None, False))
+            break
+        late = reset_ms >= deadline_ms
+        overdue = (reset_ms - deadline_ms) // 1000 if late else 0
+        gap_ms = reset_ms - before_ms
+        entries.append(Entry(reset_ms, seconds, overdue, gap_ms, before, late))
+    return entries
+
+
 def timer_state(timer: Timer | None, now_ms: int, since: int | None) -> str:
     """What a poller is told: `since` is the count of misses it has seen."""
     if timer is None:
@@ -358,11 +408,14 @@ class StoreUnavailable(Exception):
 
 
 class Store(Protocol):
-    def get(self, name: str) -> Timer | None: ...
+    def get(self, name: str, resets: bool = False) -> Timer | None:
+        """The timer, with its latest resets if asked (a check does not
+        need them)."""
 
     def put(self, timer: Timer) -> Timer | None:
-        """Store the timer's countdown, keeping its misses, and return the
-        timer it replaced."""
+        """Store the timer's countdown, keeping its misses, add it to its
+        latest resets (at least KEPT_RESETS of them kept), and return the timer
+        it replaced."""
 
     def delete(self, name: str) -> Timer | None:
         """Remove the timer and return it."""
@@ -607,6 +660,218 @@ def svg_view(
     return Reply(200, svg, state, list(SVG_HEADERS), "image/svg+xml")
 
 
+def history_view(
+    name: str,
+    timer: Timer | None,
+    now_ms: int,
+    state: str,
+    since: int | None,
+    entries: list[Entry],
+) -> Reply:
+    """The JSON check, and the timer's history."""
+    reply = json_view(name, timer, now_ms, state, since)
+    reply.body["history"] = [entry.fields() for entry in entries]  # type: ignore[index]
+    return reply
+
+
+# -- the page for people --
+
+PAGE_HEADERS = (
+    ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),  # the read-only URL is a secret
+)
+PAGE_REFRESH = 30  # seconds
+STATE_WORDS = {
+    "running": "Running",
+    "expired": "Expired",
+    "missed": "Missed",
+    "never-set": "Never set",
+    "unavailable": "Unavailable",
+}
+PAGE_STYLE = (
+    "body{font:16px/1.5 system-ui,sans-serif;margin:0;color:#222;background:#fafafa}"
+    "main{max-width:44rem;margin:0 auto;padding:1.5rem}"
+    "h1{font-size:1.5rem;margin:0 0 .5rem;overflow-wrap:anywhere}"
+    "h2{font-size:1.1rem;margin:1.5rem 0 .5rem}"
+    ".state{display:inline-block;padding:.2rem .8rem;border-radius:1rem;"
+    "color:#fff;font-weight:600}"
+    ".running{background:#3a9a0e}.expired{background:#c8442e}"
+    ".missed{background:#a88200}.never-set,.unavailable{background:#6e6e6e}"
+    "dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem}"
+    "dt{color:#555}dd{margin:0}"
+    "table{border-collapse:collapse;width:100%}"
+    "th,td{text-align:left;padding:.2rem .5rem;border-bottom:1px solid #ddd}"
+    "td.late{color:#c8442e;font-weight:600}"
+    "svg{width:100%;height:auto;background:#fff;border:1px solid #ddd}"
+    "figure{margin:0}figcaption,footer{color:#555;font-size:.9rem}"
+)
+CHART_WIDTH, CHART_HEIGHT, CHART_PAD = 640, 200, 24
+
+
+def utc(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def chart(entries: list[Entry]) -> str:
+    """An SVG of the gap between consecutive resets (bars, red when late)
+    against the period each gap had (a dark line), oldest on the left."""
+    gaps = [e for e in reversed(entries) if e.gap_ms is not None]
+    late = sum(e.late for e in gaps)
+    if gaps:
+        longest = max(gaps, key=lambda e: e.gap_ms or 0)
+        summary = (
+            f"{len(gaps)} gaps between resets, {late} of them late. The longest"
+            f" was {human((longest.gap_ms or 0) // 1000)} against a period of"
+            f" {human(longest.period or 0)}."
+        )
+    else:
+        summary = "No gaps yet: the chart needs two resets."
+    top = max([1.0] + [max(e.gap_ms or 0, (e.period or 0) * 1000) for e in gaps])
+    top *= 1.15
+    inner = CHART_HEIGHT - 2 * CHART_PAD
+    slot = (CHART_WIDTH - 2 * CHART_PAD) / max(len(gaps), 1)
+    parts = [
+        f'<svg id="chart" xmlns="http://www.w3.org/2000/svg"'
+        f' viewBox="0 0 {CHART_WIDTH} {CHART_HEIGHT}" role="img"'
+        ' aria-labelledby="chart-title chart-desc">'
+        '<title id="chart-title">Time between resets against the period</title>'
+        f'<desc id="chart-desc">{html.escape(summary)}</desc>'
+        f'<line x1="{CHART_PAD}" y1="{CHART_HEIGHT - CHART_PAD}"'
+        f' x2="{CHART_WIDTH - CHART_PAD}" y2="{CHART_HEIGHT - CHART_PAD}"'
+        ' stroke="#999"/>'
+        f'<text x="{CHART_PAD}" y="16" font-size="12" fill="#555">'
+        f"{human(round(top / 1000))}</text>"
+    ]
+    for i, entry in enumerate(gaps):
+        gap, period = entry.gap_ms or 0, (entry.period or 0) * 1000
+        height = gap / top * inner
+        x = CHART_PAD + i * slot
+        period_y = CHART_HEIGHT - CHART_PAD - period / top * inner
+        said = (
+            f"{utc(entry.reset_ms // 1000)}: {human(gap // 1000)} after the reset"
+            f" before, against a period of {human(entry.period or 0)}"
+            + (f", late by {human(entry.overdue_seconds or 0)}" if entry.late else "")
+        )
+        colour = SVG_COLORS["expired" if entry.late else "running"]
+        bar_y = CHART_HEIGHT - CHART_PAD - height
+        parts.append(
+            f'<g class="{"late" if entry.late else "on-time"}"><title>{said}</title>'
+            f'<rect x="{x + slot * 0.2:.1f}" y="{bar_y:.1f}"'
+            f' width="{slot * 0.6:.1f}" height="{height:.1f}" fill="{colour}"/>'
+            f'<line x1="{x + slot * 0.1:.1f}" x2="{x + slot * 0.9:.1f}"'
+            f' y1="{period_y:.1f}" y2="{period_y:.1f}" stroke="#222"'
+            ' stroke-width="2"/></g>'
+        )
+    parts.append("</svg>")
+    return (
+        f"<figure>{''.join(parts)}<figcaption>{html.escape(summary)} Bars: the"
+        " time between two resets, red when the second came late. Lines: the"
+        " period the first one set.</figcaption></figure>"
+    )
+
+
+def history_rows(entries: list[Entry]) -> str:
+    rows = []
+    for entry in entries:
+        if entry.overdue_seconds is None:
+            cell = "<td>first set</td>"
+        elif entry.late:
+            cell = f'<td class="late">late by {human(entry.overdue_seconds)}</td>'
+        else:
+            cell = "<td>on time</td>"
+        rows.append(
+            f"<tr><td><time>{utc(entry.reset_ms // 1000)}</time></td>"
+            f"<td>{human(entry.seconds)}</td>{cell}</tr>"
+        )
+    return "".join(rows)
+
+
+def page(
+    label: str,
+    timer: Timer | None,
+    now_ms: int,
+    state: str,
+    entries: list[Entry],
+) -> str:
+    """The page a person reads: no script, nothing fetched, refreshed."""
+    words = STATE_WORDS[state]
+    if state == "unavailable":
+        told = "The timer store is not answering. This page tries again shortly."
+    elif timer is None:
+        told = "This timer has never been set, or it was deleted or forgotten."
+    elif state == "running":
+        left = timer.remaining(now_ms)
+        told = f"{human(left)} left ({left} s)."
+    elif state == "missed":
+        told = (
+            "It expired and was reset since your last check;"
+            f" {human(timer.remaining(now_ms))} left."
+        )
+    else:
+        since_expiry = -timer.remaining(now_ms)
+        told = f"It expired {human(since_expiry)} ago ({since_expiry} s)."
+    facts = []
+    if timer is not None:
+        deadline = (timer.start_ms + timer.seconds * 1000) // 1000
+        facts += [
+            ("Deadline", f"<time>{utc(deadline)}</time>"),
+            ("Period", f"{human(timer.seconds)} ({timer.seconds} s)"),
+            ("Last reset", f"<time>{utc(timer.start_ms // 1000)}</time>"),
+            ("Misses", str(timer.misses)),
+        ]
+        if miss := timer.last_miss:
+            facts.append(
+                (
+                    "Last miss",
+                    f"expired <time>{utc(miss.expired_at)}</time>, reset"
+                    f" <time>{utc(miss.reset_at)}</time>,"
+                    f" {human(miss.overdue_seconds)} late",
+                )
+            )
+    label = html.escape(label)
+    body = [
+        f"<h1>{label}</h1>",
+        f'<p><span id="state" class="state {state}">{words}</span> {told}</p>',
+    ]
+    if facts:
+        body.append(
+            "<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>"
+        )
+    if entries:
+        body += [
+            "<h2>Resets</h2>",
+            chart(entries),
+            "<table><thead><tr><th>Reset (UTC)</th><th>Period</th><th>Overdue"
+            f"</th></tr></thead><tbody>{history_rows(entries)}</tbody></table>",
+        ]
+    body.append(
+        f"<footer><p>Checked <time>{utc(now_ms // 1000)}</time>; this page"
+        f" refreshes every {PAGE_REFRESH} s. The same as JSON:"
+        ' <a href="?format=history">?format=history</a>.</p></footer>'
+    )
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f'<meta http-equiv="refresh" content="{PAGE_REFRESH}">'
+        f"<title>{label}: {words}</title><style>{PAGE_STYLE}</style></head>"
+        f"<body><main>{''.join(body)}</main></body></html>"
+    )
+
+
+def html_view(
+    name: str,
+    timer: Timer | None,
+    now_ms: int,
+    state: str,
+    since: int | None,
+    entries: list[Entry],
+) -> Reply:
+    text = page(name, timer, now_ms, state, entries)
+    headers = list(PAGE_HEADERS)
+    return Reply(STATUSES[state], text, state, headers, "text/html; charset=utf-8")
+
+
 View = Callable[[str, Timer | None, int, str, int | None], Reply]
 VIEWS: dict[str, View] = {
     "json": json_view,
@@ -614,9 +879,11 @@ VIEWS: dict[str, View] = {
     "shields": shields_view,
     "svg": svg_view,
 }
+HistoryView = Callable[[str, Timer | None, int, str, int | None, list[Entry]], Reply]
+HISTORY_VIEWS: dict[str, HistoryView] = {"history": history_view, "html": html_view}
 
 
-def unavailable_view(view: str, name: str) -> Reply:
+def unavailable_view(view: str, name: str, now_ms: int) -> Reply:
     """A badge still draws when the store is down (image proxies drop 5xx)."""
     if view == "svg":
         svg = svg_badge(name, "unavailable", SVG_COLORS["unavailable"])
@@ -624,6 +891,10 @@ def unavailable_view(view: str, name: str) -> Reply:
     if view == "shields":
         color = SHIELDS_COLORS["unavailable"]
         return shields_reply(name, "unavailable", color, None)
+    if view == "html":
+        text = page(name, None, now_ms, "unavailable", [])
+        headers = [*PAGE_HEADERS, ("Retry-After", "5")]
+        return Reply(503, text, None, headers, "text/html; charset=utf-8")
     return Reply(503, "unavailable\n", None, [("Retry-After", "5")])
 
 
@@ -680,11 +951,18 @@ def parse_label(req: Request) -> str:
     return label
 
 
+def prefers_html(environ: dict[str, Any]) -> bool:
+    """A browser's Accept lists text/html first; curl's `*/*` and monitors'
+    `application/json, ...` do not."""
+    first = environ.get("HTTP_ACCEPT", "").partition(",")[0].partition(";")[0]
+    return first.strip().lower() == "text/html"
+
+
 def parse_query(req: Request) -> tuple[str, int | None]:
     """The view asked for (?format=) and the misses the poller has seen (?since=)."""
     view = req.query.get("format", "json")
-    if view not in VIEWS:
-        raise HTTPError(400, "format must be json, svg, shields or text")
+    if view not in VIEWS and view not in HISTORY_VIEWS:
+        raise HTTPError(400, "format must be json, history, html, svg, shields or text")
     since = req.query.get("since")
     if since is None:
         return view, None
@@ -745,17 +1023,31 @@ def robots(app: App, req: Request) -> Reply:
     return Reply(200, "User-agent: *\nDisallow: /\n")
 
 
-def check(app: App, req: Request, name: str, label: str) -> Reply:
+def check(
+    app: App, req: Request, name: str, label: str, negotiate: bool = True
+) -> Reply:
+    """A check in the view the query asks for; without one, a page for a
+    browser (unless `negotiate` is off) and JSON for everyone else."""
     view, since = parse_query(req)
+    negotiated = negotiate and "format" not in req.query
+    if negotiated and prefers_html(req.environ):
+        view = "html"
     try:
-        timer = remembered(app.store.get(name), req.now_ms)
+        timer = remembered(app.store.get(name, view in HISTORY_VIEWS), req.now_ms)
     except StoreUnavailable as e:
-        if view == "json":
+        if view in ("json", "history"):
             raise
         log.warning("store unavailable: %s", e)
-        return unavailable_view(view, label)
+        return unavailable_view(view, label, req.now_ms)
     state = timer_state(timer, req.now_ms, since)
-    return VIEWS[view](label, timer, req.now_ms, state, since)
+    if view in HISTORY_VIEWS:
+        entries = history(timer, app.retention) if timer else []
+        reply = HISTORY_VIEWS[view](label, timer, req.now_ms, state, since, entries)
+    else:
+        reply = VIEWS[view](label, timer, req.now_ms, state, since)
+    if negotiated:
+        reply.headers.append(("Vary", "Accept"))
+    return reply
 
 
 def check_timer(app: App, req: Request, name: str) -> Reply:
@@ -774,9 +1066,8 @@ def read_only_check(app: App, req: Request, token: str) -> Reply:
 
 def peek_timer(app: App, req: Request, name: str, seconds: str) -> Reply:
     """HEAD of a set URL: link checkers send it, so it must set nothing."""
-    valid_name(name)
     parse_seconds(seconds)
-    return check_timer(app, req, name)
+    return check(app, req, valid_name(name), name, negotiate=False)
 
 
 HOST_HEADER = re.compile(r"[A-Za-z0-9.:\[\]-]{1,255}")
@@ -793,7 +1084,7 @@ def set_timer(app: App, req: Request, name: str, seconds_text: str) -> Reply:
     name, seconds, now = valid_name(name), parse_seconds(seconds_text), req.now_ms
     parse_query(req)  # a set answers in JSON, but a bad query is a 400 here too
     if req.method == "GET" and (reason := ignored_because(req.environ)):
-        reply = check_timer(app, req, name)
+        reply = check(app, req, name, name, negotiate=False)
         reply.headers.append(("X-Timer-Ignored", reason))
         return reply
     token = app.keys().token(name)  # before the write: a 503 here sets nothing
@@ -1091,14 +1382,22 @@ class App:
 
 MISSES = "misses, miss_expired_at, miss_reset_at, miss_overdue"
 GET_SQL = f"SELECT start_ms, seconds, expires_at, {MISSES} FROM timers WHERE timer = ?"
+GET_RESETS_SQL = f"""
+    SELECT start_ms, seconds, expires_at, {MISSES}, resets FROM timers WHERE timer = ?
+"""
 # One statement, so one transaction: the update's right-hand sides read the
 # row as it was, and RETURNING hands back the timer this put replaced.
 PUT_SQL = f"""
-    INSERT INTO timers (timer, start_ms, seconds, expires_at) VALUES (?, ?, ?, ?)
+    INSERT INTO timers (timer, start_ms, seconds, expires_at, resets)
+    VALUES (?1, ?2, ?3, ?4, json_array(json_array(?2, ?3)))
     ON CONFLICT (timer) DO UPDATE SET
         old_start_ms = start_ms, old_seconds = seconds, old_expires_at = expires_at,
         start_ms = excluded.start_ms, seconds = excluded.seconds,
-        expires_at = excluded.expires_at
+        expires_at = excluded.expires_at,
+        resets = json_insert(
+            CASE WHEN json_array_length(resets) >= {KEPT_RESETS}
+                THEN json_remove(resets, '$[0]') ELSE ifnull(resets, '[]') END,
+            '$[#]', json_array(excluded.start_ms, excluded.seconds))
     RETURNING old_start_ms, old_seconds, old_expires_at, {MISSES}
 """
 DELETE_SQL = f"""
@@ -1137,7 +1436,8 @@ def from_row(name: str, row: tuple[Any, ...] | None) -> Timer | None:
     if row is None or row[0] is None:
         return None
     miss = Miss(*row[4:7]) if row[4] is not None else None
-    return Timer(name, row[0], row[1], row[2], row[3], miss)
+    resets = tuple(map(tuple, json.loads(row[7] or "[]"))) if len(row) > 7 else ()
+    return Timer(name, row[0], row[1], row[2], row[3], miss, resets)
 
 
 class SqliteStore:
@@ -1178,8 +1478,12 @@ class SqliteStore:
                 " expires_at INTEGER NOT NULL, misses INTEGER NOT NULL DEFAULT 0,"
                 " miss_expired_at INTEGER, miss_reset_at INTEGER,"
                 " miss_overdue INTEGER, old_start_ms INTEGER, old_seconds INTEGER,"
-                " old_expires_at INTEGER)"
+                " old_expires_at INTEGER, resets TEXT)"
             )
+            columns = [row[1] for row in db.execute("PRAGMA table_info(timers)")]
+            if "resets" not in columns:  # a file from before histories
+                with contextlib.suppress(sqlite3.OperationalError):  # read-only
+                    db.execute("ALTER TABLE timers ADD COLUMN resets TEXT")
             db.execute(
                 "CREATE INDEX IF NOT EXISTS timers_expires_at ON timers (expires_at)"
             )
@@ -1205,8 +1509,9 @@ class SqliteStore:
             if write:
                 self._write_lock.release()
 
-    def get(self, name: str) -> Timer | None:
-        return from_row(name, self._run(GET_SQL, (name,), write=False))
+    def get(self, name: str, resets: bool = False) -> Timer | None:
+        sql = GET_RESETS_SQL if resets else GET_SQL
+        return from_row(name, self._run(sql, (name,), write=False))
 
     def put(self, timer: Timer) -> Timer | None:
         return from_row(timer.name, self._run(PUT_SQL, timer[:4], write=True))
@@ -1770,11 +2075,13 @@ def key(name: str) -> dict[str, dict[str, str]]:
     return {"timer": {"S": name}}
 
 
-def from_item(name: str, item: dict[str, Any] | None, was: str = "") -> Timer | None:
+def from_item(
+    name: str, item: dict[str, Any] | None, was: str = "", resets: bool = False
+) -> Timer | None:
     """The timer an item holds, or with `was`, the one it held before the
     set that wrote it: its countdown from the attributes that set kept
     (prefixed `was_`, NULL where there was none), its misses the item's own
-    (a set leaves them as they are)."""
+    (a set leaves them as they are), its resets if asked."""
     if not item or "NULL" in item.get(f"{was}start_time", {}):
         return None
     expires_at = item.get(f"{was}expires_at", {}).get("N")
@@ -1786,7 +2093,25 @@ def from_item(name: str, item: dict[str, Any] | None, was: str = "") -> Timer | 
         2**62 if expires_at is None else int(expires_at),
         int(item["misses"]["N"]) if "misses" in item else 0,
         Miss(**{k: int(v["N"]) for k, v in miss["M"].items()}) if miss else None,
+        tuple(unpack(n["N"]) for n in item["resets"]["L"])
+        if resets and "resets" in item
+        else (),
     )
+
+
+# A reset is one number in the item's list: start_ms * PACKED + seconds. Two
+# numbers, or a map, would take 2 to 3 times the bytes (docs/operating.md).
+PACKED = 1_000_000_000  # above MAX_SECONDS
+
+
+def pack(start_ms: int, seconds: int) -> str:
+    return str(start_ms * PACKED + seconds)
+
+
+def unpack(number: str) -> tuple[int, int]:
+    packed = int(number) if number.isdigit() else int(Decimal(number))
+    start_ms, seconds = divmod(packed, PACKED)
+    return start_ms, seconds
 
 
 class ConditionFailed(Exception):
@@ -1836,8 +2161,15 @@ PUT_UPDATE = (
     "SET was_start_time = if_not_exists(start_time, :null),"
     " was_start_seconds = if_not_exists(start_seconds, :null),"
     " was_expires_at = if_not_exists(expires_at, :null),"
-    " start_time = :s, start_seconds = :n, expires_at = :e, set_id = :id"
+    " start_time = :s, start_seconds = :n, expires_at = :e, set_id = :id,"
+    " resets = list_append(if_not_exists(resets, :none), :reset)"
 )
+# A list cannot be appended to and cut in one update (the paths overlap), so
+# it grows to TRIM_AT and a second write cuts it back to KEPT_RESETS: one set
+# in TRIM_AT - KEPT_RESETS costs two writes. At TRIM_AT the largest item
+# (a 128-character name, every number at its longest) is still under 1 KB,
+# one write unit (docs/operating.md).
+TRIM_AT = 44
 PUT_CONDITION = "attribute_not_exists(set_id) OR set_id <> :id"
 ADD_MISS_UPDATE = "ADD misses :one SET last_miss = :miss, miss_id = :id"
 ADD_MISS_CONDITION = (
@@ -1888,8 +2220,8 @@ class DynamoStore:
         return answer["Attributes"]
 
     @understood
-    def get(self, name: str) -> Timer | None:
-        return from_item(name, self._item(name))
+    def get(self, name: str, resets: bool = False) -> Timer | None:
+        return from_item(name, self._item(name), resets=resets)
 
     @understood
     def put(self, timer: Timer) -> Timer | None:
@@ -1907,11 +2239,34 @@ class DynamoStore:
                 ":e": {"N": str(timer.expires_at)},
                 ":null": {"NULL": True},
                 ":id": write,
+                ":none": {"L": []},
+                ":reset": {"L": [{"N": pack(timer.start_ms, timer.seconds)}]},
             },
         )
         if item is None:  # applied, then another set came before we could read
             raise StoreUnavailable("dynamodb UpdateItem: its answer was lost")
+        if len(item.get("resets", {}).get("L", ())) >= TRIM_AT:
+            self._trim(timer.name, len(item["resets"]["L"]))
         return from_item(timer.name, item, was="was_")
+
+    def _trim(self, name: str, length: int) -> None:
+        """Cut the resets back to the newest KEPT_RESETS, unless the list
+        has changed since it was `length` long (another set came, or this
+        cut's retry after it was applied). A cut that fails is left to the
+        next set: the set itself was applied."""
+        cut = ", ".join(f"resets[{i}]" for i in range(length - KEPT_RESETS))
+        try:
+            self._call(
+                "UpdateItem",
+                Key=key(name),
+                UpdateExpression=f"REMOVE {cut}",
+                ConditionExpression="size(resets) = :length",
+                ExpressionAttributeValues={":length": {"N": str(length)}},
+            )
+        except ConditionFailed:
+            pass
+        except StoreUnavailable as e:
+            log.warning("resets not trimmed, left to the next set: %s", e)
 
     @understood
     def add_miss(self, name: str, miss: Miss) -> int:
@@ -2066,8 +2421,8 @@ class Breaker:
                 self._failed = 0
         return result
 
-    def get(self, name: str) -> Timer | None:
-        return self._call(self.store.get, name)
+    def get(self, name: str, resets: bool = False) -> Timer | None:
+        return self._call(self.store.get, name, resets)
 
     def put(self, timer: Timer) -> Timer | None:
         return self._call(self.store.put, timer)
