@@ -521,7 +521,7 @@ def test_the_messages_of_a_400_say_what_was_wrong(app: TestApp) -> None:
 
     assert message("/a/b/c") == "400: the path must be /{timer} or /{timer}/{seconds}"
     assert message("/robots.txt/60") == "400: that timer name is reserved"
-    formats = "400: format must be json, svg, shields or text"
+    formats = "400: format must be json, history, html, svg, shields or text"
     assert message("/job?format=xml") == formats
     since = "400: since must be a count of misses, 0 or more"
     assert message("/job?since=x") == since

@@ -713,6 +713,11 @@ def utc(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
+def lateness(entry: Entry) -> str:
+    overdue = entry.overdue_seconds or 0
+    return f"late by {human(overdue)}" if overdue else "late by under 1s"
+
+
 def chart(entries: list[Entry]) -> str:
     """An SVG of the gap between consecutive resets (bars, red when late)
     against the period each gap had (a dark line), oldest on the left."""
@@ -721,7 +726,8 @@ def chart(entries: list[Entry]) -> str:
     if gaps:
         longest = max(gaps, key=lambda e: e.gap_ms or 0)
         summary = (
-            f"{len(gaps)} gaps between resets, {late} of them late. The longest"
+            f"{len(gaps)} gap{'s' if len(gaps) > 1 else ''} between resets,"
+            f" {late} of them late. The longest"
             f" was {human((longest.gap_ms or 0) // 1000)} against a period of"
             f" {human(longest.period or 0)}."
         )
@@ -751,7 +757,7 @@ def chart(entries: list[Entry]) -> str:
         said = (
             f"{utc(entry.reset_ms // 1000)}: {human(gap // 1000)} after the reset"
             f" before, against a period of {human(entry.period or 0)}"
-            + (f", late by {human(entry.overdue_seconds or 0)}" if entry.late else "")
+            + (f", {lateness(entry)}" if entry.late else "")
         )
         colour = SVG_COLORS["expired" if entry.late else "running"]
         bar_y = CHART_HEIGHT - CHART_PAD - height
@@ -777,7 +783,7 @@ def history_rows(entries: list[Entry]) -> str:
         if entry.overdue_seconds is None:
             cell = "<td>first set</td>"
         elif entry.late:
-            cell = f'<td class="late">late by {human(entry.overdue_seconds)}</td>'
+            cell = f'<td class="late">{lateness(entry)}</td>'
         else:
             cell = "<td>on time</td>"
         rows.append(
