@@ -704,7 +704,7 @@ PAGE_STYLE = (
     "th,td{text-align:left;padding:.2rem .5rem;border-bottom:1px solid #ddd}"
     "td.late{color:#c8442e;font-weight:600}"
     "svg{width:100%;height:auto;background:#fff;border:1px solid #ddd}"
-    "figure{margin:0}figcaption,footer{color:#555;font-size:.9rem}"
+    "figure{margin:0}figcaption,footer{color:#555;font-size:.9rem}a{white-space:nowrap}"
 )
 CHART_WIDTH, CHART_HEIGHT, CHART_PAD = 640, 200, 24
 
