@@ -5,16 +5,19 @@ GET    /{timer}            200 while running, 504 once expired, 404 if never set
 GET    /{timer}/{seconds}  start or restart the countdown (POST and PUT too)
 DELETE /{timer}            forget the timer
 GET    /{timer}?since=N    504 if it expired and was reset unseen since N misses
-GET    /{timer}?format=    svg, shields or text views of the check
+GET    /{timer}?format=    history (the newest 20 sets), html (a page, which a
+                           browser's Accept also gets), svg, shields or text
 GET    /-/{token}          a read-only URL: any check of the timer, never a write
 
 python timercheck.py [serve | create-table]
 
 The module reads in the order a request meets it:
   config       Config, from the environment
-  timers       Timer, what a reset means, and the contract of a store
+  timers       Timer, what a reset means, its history, and the contract of a
+               store
   secrets      the store's secret: read-only tokens, keyed name hashes
-  answers      Reply and HTTPError, and the views of a timer
+  answers      Reply and HTTPError, and the views of a timer: JSON, history,
+               text, badges, and the page for people
   requests     names, seconds and the query; prefetchers and link unfurlers
   handlers     one per route, the route table
   app          App: handle, encode, respond, log
@@ -348,6 +351,20 @@ def reset(stored: Timer | None, countdown: Timer, now_ms: int) -> Reset:
 
 HISTORY = 20  # entries a history shows
 KEPT_RESETS = HISTORY + 1  # the oldest shown needs the deadline before it
+# A reset is kept as one number, start_ms * PACKED + seconds: 22 digits, or
+# 12 bytes in a DynamoDB item, where a map of the fields would take 49.
+PACKED = 1_000_000_000  # above MAX_SECONDS
+PACKED_DIGITS = 22  # until start_ms takes 14 digits, in the year 2286
+
+
+def pack(start_ms: int, seconds: int) -> str:
+    return f"{start_ms * PACKED + seconds:0{PACKED_DIGITS}d}"
+
+
+def unpack(number: str) -> tuple[int, int]:
+    packed = int(number) if number.isdigit() else int(Decimal(number))
+    start_ms, seconds = divmod(packed, PACKED)
+    return start_ms, seconds
 
 
 class Entry(NamedTuple):
@@ -1388,6 +1405,9 @@ class App:
 
 MISSES = "misses, miss_expired_at, miss_reset_at, miss_overdue"
 GET_SQL = f"SELECT start_ms, seconds, expires_at, {MISSES} FROM timers WHERE timer = ?"
+# The latest resets, packed, oldest first, as one string of fixed width: a
+# set appends and cuts it with string functions (JSON's took 10% more CPU).
+RESETS_TEXT = KEPT_RESETS * PACKED_DIGITS
 GET_RESETS_SQL = f"""
     SELECT start_ms, seconds, expires_at, {MISSES}, resets FROM timers WHERE timer = ?
 """
@@ -1395,15 +1415,12 @@ GET_RESETS_SQL = f"""
 # row as it was, and RETURNING hands back the timer this put replaced.
 PUT_SQL = f"""
     INSERT INTO timers (timer, start_ms, seconds, expires_at, resets)
-    VALUES (?1, ?2, ?3, ?4, json_array(json_array(?2, ?3)))
+    VALUES (?, ?, ?, ?, ?)
     ON CONFLICT (timer) DO UPDATE SET
         old_start_ms = start_ms, old_seconds = seconds, old_expires_at = expires_at,
         start_ms = excluded.start_ms, seconds = excluded.seconds,
         expires_at = excluded.expires_at,
-        resets = json_insert(
-            CASE WHEN json_array_length(resets) >= {KEPT_RESETS}
-                THEN json_remove(resets, '$[0]') ELSE ifnull(resets, '[]') END,
-            '$[#]', json_array(excluded.start_ms, excluded.seconds))
+        resets = substr(ifnull(resets, '') || excluded.resets, -{RESETS_TEXT})
     RETURNING old_start_ms, old_seconds, old_expires_at, {MISSES}
 """
 DELETE_SQL = f"""
@@ -1442,7 +1459,10 @@ def from_row(name: str, row: tuple[Any, ...] | None) -> Timer | None:
     if row is None or row[0] is None:
         return None
     miss = Miss(*row[4:7]) if row[4] is not None else None
-    resets = tuple(map(tuple, json.loads(row[7] or "[]"))) if len(row) > 7 else ()
+    text = (row[7] or "") if len(row) > 7 else ""
+    resets = tuple(
+        unpack(text[i : i + PACKED_DIGITS]) for i in range(0, len(text), PACKED_DIGITS)
+    )
     return Timer(name, row[0], row[1], row[2], row[3], miss, resets)
 
 
@@ -1520,7 +1540,8 @@ class SqliteStore:
         return from_row(name, self._run(sql, (name,), write=False))
 
     def put(self, timer: Timer) -> Timer | None:
-        return from_row(timer.name, self._run(PUT_SQL, timer[:4], write=True))
+        args = (*timer[:4], pack(timer.start_ms, timer.seconds))
+        return from_row(timer.name, self._run(PUT_SQL, args, write=True))
 
     def delete(self, name: str) -> Timer | None:
         return from_row(name, self._run(DELETE_SQL, (name,), write=True))
@@ -2099,25 +2120,10 @@ def from_item(
         2**62 if expires_at is None else int(expires_at),
         int(item["misses"]["N"]) if "misses" in item else 0,
         Miss(**{k: int(v["N"]) for k, v in miss["M"].items()}) if miss else None,
-        tuple(unpack(n["N"]) for n in item["resets"]["L"])
+        tuple(sorted(map(unpack, item["resets"]["NS"])))
         if resets and "resets" in item
         else (),
     )
-
-
-# A reset is one number in the item's list: start_ms * PACKED + seconds. Two
-# numbers, or a map, would take 2 to 3 times the bytes (docs/operating.md).
-PACKED = 1_000_000_000  # above MAX_SECONDS
-
-
-def pack(start_ms: int, seconds: int) -> str:
-    return str(start_ms * PACKED + seconds)
-
-
-def unpack(number: str) -> tuple[int, int]:
-    packed = int(number) if number.isdigit() else int(Decimal(number))
-    start_ms, seconds = divmod(packed, PACKED)
-    return start_ms, seconds
 
 
 class ConditionFailed(Exception):
@@ -2167,14 +2173,16 @@ PUT_UPDATE = (
     "SET was_start_time = if_not_exists(start_time, :null),"
     " was_start_seconds = if_not_exists(start_seconds, :null),"
     " was_expires_at = if_not_exists(expires_at, :null),"
-    " start_time = :s, start_seconds = :n, expires_at = :e, set_id = :id,"
-    " resets = list_append(if_not_exists(resets, :none), :reset)"
+    " start_time = :s, start_seconds = :n, expires_at = :e, set_id = :id"
+    " ADD resets :reset"
 )
-# A list cannot be appended to and cut in one update (the paths overlap), so
-# it grows to TRIM_AT and a second write cuts it back to KEPT_RESETS: one set
-# in TRIM_AT - KEPT_RESETS costs two writes. At TRIM_AT the largest item
-# (a 128-character name, every number at its longest) is still under 1 KB,
-# one write unit (docs/operating.md).
+# The resets are a number set, which ADD grows in the same update and which
+# sorts by time (a list's elements would each cost a map to parse). A set
+# cannot be added to and cut in one update (the paths overlap), so it grows
+# to TRIM_AT and a second write cuts it back to KEPT_RESETS: one set in
+# TRIM_AT - KEPT_RESETS costs two writes. At TRIM_AT the largest item (a
+# 128-character name, every number at its longest) is still under 1 KB, one
+# write unit (docs/operating.md).
 TRIM_AT = 44
 PUT_CONDITION = "attribute_not_exists(set_id) OR set_id <> :id"
 ADD_MISS_UPDATE = "ADD misses :one SET last_miss = :miss, miss_id = :id"
@@ -2245,29 +2253,31 @@ class DynamoStore:
                 ":e": {"N": str(timer.expires_at)},
                 ":null": {"NULL": True},
                 ":id": write,
-                ":none": {"L": []},
-                ":reset": {"L": [{"N": pack(timer.start_ms, timer.seconds)}]},
+                ":reset": {"NS": [pack(timer.start_ms, timer.seconds)]},
             },
         )
         if item is None:  # applied, then another set came before we could read
             raise StoreUnavailable("dynamodb UpdateItem: its answer was lost")
-        if len(item.get("resets", {}).get("L", ())) >= TRIM_AT:
-            self._trim(timer.name, len(item["resets"]["L"]))
+        if len(kept := item.get("resets", {}).get("NS", ())) >= TRIM_AT:
+            self._trim(timer.name, kept)
         return from_item(timer.name, item, was="was_")
 
-    def _trim(self, name: str, length: int) -> None:
-        """Cut the resets back to the newest KEPT_RESETS, unless the list
-        has changed since it was `length` long (another set came, or this
-        cut's retry after it was applied). A cut that fails is left to the
-        next set: the set itself was applied."""
-        cut = ", ".join(f"resets[{i}]" for i in range(length - KEPT_RESETS))
+    def _trim(self, name: str, kept: list[str]) -> None:
+        """Cut the resets back to the newest KEPT_RESETS, unless they have
+        changed since they were `kept` (another set came, or this cut's
+        retry after it was applied). A cut that fails is left to the next
+        set: the set itself was applied."""
+        oldest = sorted(kept, key=unpack)[: len(kept) - KEPT_RESETS]
         try:
             self._call(
                 "UpdateItem",
                 Key=key(name),
-                UpdateExpression=f"REMOVE {cut}",
+                UpdateExpression="DELETE resets :oldest",
                 ConditionExpression="size(resets) = :length",
-                ExpressionAttributeValues={":length": {"N": str(length)}},
+                ExpressionAttributeValues={
+                    ":oldest": {"NS": oldest},
+                    ":length": {"N": str(len(kept))},
+                },
             )
         except ConditionFailed:
             pass

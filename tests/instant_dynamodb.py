@@ -6,7 +6,8 @@ moto_server does 150 to 300 operations a second and closes every connection,
 so under load it, not timercheck, is what saturates. This answers GetItem,
 PutItem, UpdateItem and DeleteItem over kept-alive connections from a dict in
 memory, with just the expressions timercheck sends (SET with if_not_exists,
-ADD, REMOVE, attribute_exists). It checks no signature, keeps nothing, and is
+ADD of numbers and number sets, DELETE from a number set, REMOVE, and the
+conditions attribute_exists and size). It checks no signature, keeps nothing, and is
 no reference for DynamoDB's behaviour: the tests use moto for that.
 """
 
@@ -21,7 +22,8 @@ from typing import Any
 
 Item = dict[str, dict[str, Any]]
 COMMA = re.compile(r",(?![^(]*\))")  # not the one inside if_not_exists(a, :b)
-CLAUSE = re.compile(r"\b(SET|ADD|REMOVE)\b")
+CLAUSE = re.compile(r"\b(SET|ADD|REMOVE|DELETE)\b")
+SIZE_IS = re.compile(r"size\((\w+)\)\s*=\s*(:\w+)")
 IF_NOT_EXISTS = re.compile(r"if_not_exists\(\s*([^,\s]+)\s*,\s*(:\w+)\s*\)")
 LENGTH = re.compile(r"content-length:\s*(\d+)", re.I)
 TARGET = re.compile(r"x-amz-target:\s*\S+\.(\w+)", re.I)
@@ -48,10 +50,15 @@ class Table:
     def update_item(self, request: dict[str, Any]) -> dict[str, Any]:
         key = key_of(request)
         old = self.items.get(key)
-        if "attribute_exists" in request.get("ConditionExpression", "") and not old:
+        condition = request.get("ConditionExpression", "")
+        if "attribute_exists" in condition and not old:
             raise ConditionFailed
         names = request.get("ExpressionAttributeNames", {})
         values = request.get("ExpressionAttributeValues", {})
+        if size := SIZE_IS.search(condition):
+            length = len((old or {}).get(size[1], {}).get("NS", ()))
+            if str(length) != values[size[2]]["N"]:
+                raise ConditionFailed
         new: Item = dict(old) if old else dict(request["Key"])
         updated = []
         parts = CLAUSE.split(request["UpdateExpression"])[1:]
@@ -60,9 +67,17 @@ class Table:
                 if verb == "REMOVE":
                     new.pop(names.get(action, action), None)
                     continue
-                if verb == "ADD":
+                if verb in ("ADD", "DELETE"):
                     name, value = action.split()
                     name = names.get(name, name)
+                    if "NS" in values[value]:
+                        members = set(new.get(name, {}).get("NS", ()))
+                        if verb == "ADD":
+                            members |= set(values[value]["NS"])
+                        else:
+                            members -= set(values[value]["NS"])
+                        new[name] = {"NS": sorted(members)}
+                        continue
                     total = Decimal(new.get(name, {"N": "0"})["N"])
                     new[name] = {"N": str(total + Decimal(values[value]["N"]))}
                 else:
