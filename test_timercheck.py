@@ -940,6 +940,7 @@ def test_dynamodb_item_has_the_documented_attributes(
         "was_start_time": null,
         "was_start_seconds": null,
         "was_expires_at": null,
+        "resets": {"NS": [f"{T0}250{4200:09d}"]},
     }
     assert item == first
     assert len(item["set_id"]["S"]) == 16
@@ -955,7 +956,12 @@ def test_dynamodb_item_has_the_documented_attributes(
         "was_start_time": {"N": f"{T0}.250"},
         "was_start_seconds": {"N": "4200"},
         "was_expires_at": {"N": str(T0 + 4200 + 30 * 86400)},
+        "resets": item["resets"],
     }
+    assert sorted(item["resets"]["NS"]) == [
+        f"{T0}250{4200:09d}",
+        f"{T0 + 60}250{90:09d}",
+    ]
     assert item["set_id"] != first["set_id"]
 
 
