@@ -568,15 +568,32 @@ def json_view(
     return Reply(STATUSES[state], body, state)
 
 
+# Without ?since=, the badge and the text view have no poller's count of
+# misses: they show a miss for a day after it ended, then forget it, so that a
+# README badge does not cry wolf for ever. X-Timer-Status, like the JSON,
+# reports a miss only to a poller that passes since.
+MISS_SHOWN = 86400  # seconds
+
+
+def shown_state(timer: Timer | None, now_ms: int, state: str, since: int | None) -> str:
+    """The state the badge and the text view show."""
+    if timer is None or state != "running" or since is not None:
+        return state
+    miss = timer.last_miss
+    recent = miss is not None and now_ms < (miss.reset_at + MISS_SHOWN) * 1000
+    return "missed" if recent else state
+
+
 def text_view(
     name: str, timer: Timer | None, now_ms: int, state: str, since: int | None
 ) -> Reply:
+    shown = shown_state(timer, now_ms, state, since)
     if timer is None:
         line = "never-set"
-    elif state == "expired":
+    elif shown == "expired":
         line = f"expired {-timer.remaining(now_ms)}"
-    elif state == "missed":
-        line = f"missed {timer.misses} running {timer.remaining(now_ms)}"
+    elif shown == "missed":  # no word a keyword monitor would take for health
+        line = f"missed {timer.misses} remaining {timer.remaining(now_ms)}"
     else:
         line = f"running {timer.remaining(now_ms)}"
     return Reply(STATUSES[state], line + "\n", state)
@@ -621,10 +638,6 @@ def svg_badge(label: str, message: str, color: str) -> str:
     )
 
 
-# A badge has no poller to keep a count of misses, so without ?since= it shows
-# every miss since the timer was first set. X-Timer-Status, like the JSON,
-# reports a miss only to a poller that passes since.
-BADGE_SINCE = 0
 SHIELDS_COLORS = {  # shields.io's colour names
     "running": "brightgreen",
     "expired": "red",
@@ -650,9 +663,8 @@ def badge(
     remaining = timer.remaining(now_ms)
     if state == "expired":
         return state, f"expired · {human(-remaining)} ago"
-    seen = BADGE_SINCE if since is None else since
-    if timer.misses > seen:
-        return "missed", f"missed {timer.misses - seen}× · running"
+    if shown_state(timer, now_ms, state, since) == "missed":
+        return "missed", f"missed {timer.misses - (since or 0)}× · running"
     return state, f"running · {human(remaining)} left"
 
 
@@ -1145,6 +1157,7 @@ def delete_timer(app: App, req: Request, name: str) -> Reply:
     return Reply(200, body, state)
 
 
+READ_ONLY = "this is a read-only URL: it answers GET and HEAD, and never sets"
 ROUTES: list[tuple[re.Pattern[str], dict[str, Callable[..., Reply]]]] = [
     (re.compile(r"/"), {"GET": health, "HEAD": health}),
     (re.compile(r"/robots\.txt"), {"GET": robots, "HEAD": robots}),
@@ -1176,8 +1189,11 @@ def route(
         if match := pattern.fullmatch(path):
             if method not in methods:
                 allow = ", ".join(methods)
-                raise HTTPError(405, "method not allowed", [("Allow", allow)])
+                message = READ_ONLY if path.startswith("/-/") else "method not allowed"
+                raise HTTPError(405, message, [("Allow", allow)])
             return methods[method], match.groups()
+    if path.startswith("/-/"):  # a set, or anything else, below a read-only URL
+        raise HTTPError(405, READ_ONLY, [("Allow", "GET, HEAD")])
     raise HTTPError(400, BAD_PATH)
 
 

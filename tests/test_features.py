@@ -456,9 +456,35 @@ def test_text_view(app: TestApp, clock: FakeClock) -> None:
     clock.advance(2550)
     assert app.get("/job?format=text", status=504).text == "expired 30\n"
     app.get("/job/60")
-    assert (
-        app.get("/job?format=text&since=0", status=504).text == "missed 1 running 60\n"
-    )
+    missed = app.get("/job?format=text&since=0", status=504)
+    assert missed.text == "missed 1 remaining 60\n"
+    assert "running" not in missed.text  # a keyword monitor alerts on it
+    assert app.get("/job?format=text&since=1").text == "running 60\n"
+
+
+def test_the_badge_and_the_text_view_forget_a_miss_after_a_day(
+    app: TestApp, clock: FakeClock
+) -> None:
+    """Without since, a miss shows (amber, `missed`) until 24 hours after
+    the reset that ended it, to the millisecond of that whole second; with
+    since, as the poller's count says."""
+    app.get("/job/60")
+    clock.advance(70.5)
+    app.get("/job/1w")  # ends a miss at T0 + 70 (whole seconds)
+    end_of_day = T0 + 70 + 86400
+    clock.now = end_of_day - 0.001
+    assert app.get("/job?format=text").text.startswith("missed 1 remaining ")
+    assert app.get("/job?format=shields").json["color"] == "yellow"
+    assert app.get("/job?format=shields").json["message"] == "missed 1× · running"
+    text = app.get("/job?format=text")
+    assert (text.status_int, text.headers["X-Timer-Status"]) == (200, "running")
+    clock.now = end_of_day
+    assert app.get("/job?format=text").text.startswith("running ")
+    assert app.get("/job?format=shields").json["color"] == "brightgreen"
+    assert "#4c1" in app.get("/job?format=svg").text
+    since = app.get("/job?format=shields&since=0").json
+    assert (since["color"], since["message"]) == ("yellow", "missed 1× · running")
+    assert app.get("/job?format=text&since=0", status=504).text.startswith("missed")
 
 
 def test_unknown_format_is_400(app: TestApp) -> None:

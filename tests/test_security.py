@@ -75,7 +75,8 @@ def test_a_read_only_url_answers_every_view(app: TestApp, clock: FakeClock) -> N
     url = read_only_url(app, "job")
     clock.advance(70)
     app.get("/job/60")  # expired and reset: one miss
-    assert app.get(f"{url}?format=text").text == "running 60\n"
+    assert app.get(f"{url}?format=text").text == "missed 1 remaining 60\n"
+    assert app.get(f"{url}?format=text&since=1").text == "running 60\n"
     assert app.get(f"{url}?since=0", status=504).json["status"] == "missed"
     assert app.get(f"{url}?since=1").json["status"] == "ok"
     svg = app.get(f"{url}?format=svg&label=nightly%20backup")
@@ -98,9 +99,16 @@ def test_a_read_only_url_never_writes(
 ) -> None:
     url = read_only_url(app, "job")
     clock.advance(61)
-    answer = app.request(url, method=method, status=405)
-    assert answer.headers["Allow"] == "GET, HEAD"
-    app.get(f"{url}/600", status=400)
+    read_only = "405: this is a read-only URL: it answers GET and HEAD, and never sets"
+    for path in (url, f"{url}/600", f"{url}/600/more", f"{url}/"):
+        answer = app.request(path, method=method, status=405)
+        assert answer.headers["Allow"] == "GET, HEAD"
+        assert answer.json["errorMessage"] == read_only
+    for path in (f"{url}/600", f"{url}/0", f"{url}/x"):
+        for verb in ("GET", "HEAD"):
+            answer = app.request(path, method=verb, status=405)
+            assert answer.headers["Allow"] == "GET, HEAD"
+    assert app.get(f"{url}/60", status=405).json["errorMessage"] == read_only
     assert app.get("/job", status=504).json["start_seconds"] == 60
 
 
