@@ -158,8 +158,10 @@ class Setting:
 
     def problem(self, text: str) -> str | None:
         if self.kind == "integer":
-            if not re.fullmatch(r"[0-9]+", text, re.ASCII):
+            if not re.fullmatch(r"-?[0-9]+", text, re.ASCII):
                 return "not a whole number"
+            if text.startswith("-"):
+                return "out of range"
             if len(text) > 9 or not self.low <= int(text) <= self.high:
                 return "out of range"
         elif self.kind == "level" and text.upper() not in LEVELS:
@@ -2436,6 +2438,7 @@ class Breaker:
             raise StoreUnavailable("every store slot is busy") from None
         me = threading.get_ident()
         self._waiting[me] = now
+        started = time.perf_counter()
         try:
             result = method(*args)
         except StoreUnavailable:
@@ -2448,6 +2451,9 @@ class Breaker:
             del self._waiting[me]
             self._slots.put(None)
             self._answered = self.clock()
+            if log.isEnabledFor(logging.DEBUG):  # the operation, never the name
+                took = (time.perf_counter() - started) * 1000
+                log.debug("store %s: %.1f ms", method.__name__, took)
         if self._failed:
             with self._lock:
                 self._failed = 0
@@ -2930,6 +2936,16 @@ def main(argv: list[str] | None = None) -> int:
         choices=["serve", "create-table"],
         help="serve HTTP (the default), or create the DynamoDB table TABLE_NAME",
     )
+    given = sys.argv[1:] if argv is None else argv
+    for n, arg in enumerate(given):
+        option, _, value = arg.partition("=")
+        setting = option.lstrip("-").upper().replace("-", "_")
+        if option.startswith("-") and setting in {s.name for s in SETTINGS}:
+            value = value or (given[n + 1] if n + 1 < len(given) else "...")
+            parser.error(
+                f"{option} is not an option: settings come from the environment,"
+                f" as in {setting}={value} python timercheck.py"
+            )
     args = parser.parse_args(argv)
     try:
         config = Config.from_env()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import sqlite3
 import subprocess
@@ -35,11 +36,11 @@ def start(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[st
     ("name", "value", "says"),
     [
         ("TIMERCHECK_THREADS", "0", "out of range; allowed: 1 to 256"),
-        ("TIMERCHECK_THREADS", "-3", "not a whole number; allowed: 1 to 256"),
+        ("TIMERCHECK_THREADS", "-3", "out of range; allowed: 1 to 256"),
         ("TIMERCHECK_RETENTION_DAYS", "-5", "allowed: 1 to 3650"),
         ("TIMERCHECK_RETENTION_DAYS", "0", "out of range; allowed: 1 to 3650"),
         ("PORT", "70000", "out of range; allowed: 0 to 65535"),
-        ("PORT", "-1", "not a whole number"),
+        ("PORT", "-1", "out of range; allowed: 0 to 65535"),
         ("PORT", "8o80", "not a whole number; allowed: 0 to 65535"),
         ("PORT", "+80", "not a whole number"),
         ("PORT", "80_80", "not a whole number"),
@@ -703,3 +704,37 @@ def test_waitress_is_checked_even_where_nothing_can_listen(
     assert waitress_gaps() == [
         "a listener's _map, adj, channel_class, handle_accept (accept bursts)"
     ]
+
+
+@pytest.mark.parametrize(
+    "argv, hint",
+    [
+        (["--port", "9000"], "as in PORT=9000 python timercheck.py"),
+        (["--port=9000"], "as in PORT=9000 python timercheck.py"),
+        (["--host", "0.0.0.0"], "as in HOST=0.0.0.0 python timercheck.py"),
+        (["--log-level"], "as in LOG_LEVEL=... python timercheck.py"),
+    ],
+)
+def test_an_option_for_a_setting_names_its_variable(
+    argv: list[str], hint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = main_exits(argv, capsys)
+    assert code == 2
+    assert "settings come from the environment, " + hint in err
+    assert "invalid choice" not in err
+
+
+def test_debug_logs_each_store_call_without_the_name(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from timercheck import Breaker, SqliteStore, Timer
+
+    store = Breaker(SqliteStore(str(tmp_path / "t.db")))
+    with caplog.at_level(logging.DEBUG, logger="timercheck"):
+        store.put(Timer("secret-name", 1_000, 60, 10**9))
+        store.get("secret-name")
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert len(lines) == 2
+    assert re.fullmatch(r"store put: \d+\.\d ms", lines[0])
+    assert re.fullmatch(r"store get: \d+\.\d ms", lines[1])
+    assert "secret-name" not in caplog.text
