@@ -1484,6 +1484,24 @@ def from_row(name: str, row: tuple[Any, ...] | None) -> Timer | None:
     return Timer(name, row[0], row[1], row[2], row[3], miss, resets)
 
 
+def why_not_opened(path: str) -> str:
+    """What the file system says of a path SQLite could not open."""
+    if path.startswith("file:"):
+        path = unquote(urlsplit(path).path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return " (it is a directory)"
+    if not os.path.isdir(folder):
+        return f" (no such directory: {folder})"
+    if not os.path.exists(path):
+        if not os.access(folder, os.W_OK):
+            return f" (the directory {folder} is not writable)"
+        return " (no such file)"
+    if not os.access(path, os.R_OK):
+        return " (not readable)"
+    return ""
+
+
 class SqliteStore:
     """Timers in one SQLite file: WAL, one connection per thread, one writer."""
 
@@ -1513,7 +1531,11 @@ class SqliteStore:
             uri=self.path.startswith("file:"),
         )
         try:
-            db.execute("PRAGMA journal_mode=WAL")
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as e:
+                if "readonly" not in str(e):
+                    raise  # a read-only file reads in the journal mode it has
             # Under WAL, NORMAL survives a crash of the process (not of the OS).
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute(
@@ -1535,6 +1557,30 @@ class SqliteStore:
             db.close()
             raise
         return db
+
+    def open_now(self) -> str | None:
+        """Open the database as the first request would, and try a write that
+        is rolled back: ConfigError, naming the path and why, if it cannot be
+        opened or made; a warning if sets will fail (it opens read-only)."""
+        try:
+            db = self._local.db = self._connect()
+        except sqlite3.Error as e:
+            raise ConfigError(
+                f"cannot open the SQLite database {self.path}: {e}"
+                f"{why_not_opened(self.path)}"
+            ) from None
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("CREATE TABLE timercheck_write_probe (x)")
+            finally:
+                db.execute("ROLLBACK")
+        except sqlite3.Error as e:
+            return (
+                f"the SQLite database {self.path} cannot be written ({e}):"
+                " checks answer, every set, reset and delete will answer 503"
+            )
+        return None
 
     def _run(self, sql: str, args: tuple[Any, ...], write: bool) -> Any:
         if write and not self._write_lock.acquire(timeout=self.timeout):
@@ -2221,10 +2267,22 @@ class DynamoStore:
         try:
             return self.api.call(operation, {"TableName": self.table, **kwargs})
         except (botocore.exceptions.BotoCoreError, ClientError) as e:
-            if error_code(e) == "ConditionalCheckFailedException":
+            code = error_code(e)
+            if code == "ConditionalCheckFailedException":
                 item = e.response.get("Item")  # type: ignore[attr-defined]
                 raise ConditionFailed(item) from e
-            raise StoreUnavailable(f"dynamodb {operation}: {error_code(e)}") from e
+            if code == "ResourceNotFoundException":
+                raise StoreUnavailable(
+                    f"dynamodb {operation}: the table {self.table} does not exist"
+                    f" ({code}): create it with `TABLE_NAME={self.table}"
+                    " python timercheck.py create-table`, or deploy the stack"
+                    " that makes it"
+                ) from e
+            if isinstance(e, botocore.exceptions.ConnectionError):
+                raise StoreUnavailable(
+                    f"dynamodb {operation}: cannot reach {self.api.url} ({code})"
+                ) from e
+            raise StoreUnavailable(f"dynamodb {operation}: {code}") from e
 
     def _item(self, name: str) -> dict[str, Any] | None:
         answer = self._call("GetItem", Key=key(name), ConsistentRead=True)
@@ -2774,19 +2832,30 @@ def access_writer(stream: Any) -> Callable[[str], None]:
     return write
 
 
-def probe(app: App, retry: float = 5.0) -> None:
+PROBE_SAYS_EVERY = 60.0  # seconds between two lines saying the store is down
+
+
+def probe(
+    app: App,
+    retry: float = 5.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
     """Say at start whether the store answers, and load the keys from its
-    secret, trying again until it answers; serve either way (with 503s)."""
-    said_so = False
+    secret, trying again until it answers; serve either way (`/` with 200,
+    timers with 503s: in ECS a crash loop would hide the reason). The reason
+    is logged at once, then at most once a minute, and again if it changes."""
+    said, said_at = "", 0.0
     while True:
         try:
             app.store.get("timercheck-startup-probe")
             app.keys()
         except StoreUnavailable as e:
-            if not said_so:
+            now = clock()
+            if str(e) != said or now - said_at >= PROBE_SAYS_EVERY:
                 log.error("the timer store is unavailable: %s", e)
-                said_so = True
-            time.sleep(retry)
+                said, said_at = str(e), now
+            sleep(retry)
         else:
             log.info("the timer store answers")
             return
@@ -2851,6 +2920,15 @@ def serve(config: Config) -> int:
             "; ".join(gaps),
         )
         return 2
+    read_only = False
+    if isinstance(store.store, SqliteStore):
+        try:
+            if warning := store.store.open_now():
+                log.warning("%s", warning)
+                read_only = True
+        except ConfigError as e:
+            log.error("%s", e)
+            return 1
     dispatcher = Dispatcher()
     try:
         server = waitress.create_server(
@@ -2890,7 +2968,7 @@ def serve(config: Config) -> int:
     signal.signal(signal.SIGTERM, stop)
     threading.Thread(target=probe, args=(app,), daemon=True).start()
     threading.Thread(target=follow_secret, args=(app,), daemon=True).start()
-    if isinstance(store.store, SqliteStore):
+    if isinstance(store.store, SqliteStore) and not read_only:
         purger = threading.Thread(target=purge_forgotten, args=(store.store,))
         purger.daemon = True
         purger.start()

@@ -738,3 +738,136 @@ def test_debug_logs_each_store_call_without_the_name(
     assert re.fullmatch(r"store put: \d+\.\d ms", lines[0])
     assert re.fullmatch(r"store get: \d+\.\d ms", lines[1])
     assert "secret-name" not in caplog.text
+
+
+# -- a store that cannot work --
+
+
+@pytest.mark.parametrize(
+    "path, reason",
+    [
+        ("{tmp}/no/such/dir/t.db", "(no such directory: {tmp}/no/such/dir)"),
+        ("{tmp}", "(it is a directory)"),
+        ("file:{tmp}/none.db?mode=ro", "(no such file)"),
+    ],
+)
+def test_a_sqlite_file_that_cannot_be_opened_stops_the_start(
+    tmp_path: Path, path: str, reason: str
+) -> None:
+    path, reason = path.format(tmp=tmp_path), reason.format(tmp=tmp_path)
+    result = start({"TIMERCHECK_DB": path, "PORT": "0"}, tmp_path)
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output and "serving on" not in output
+    [line] = [line for line in output.splitlines() if "ERROR" in line]
+    assert line.endswith(
+        f"ERROR timercheck cannot open the SQLite database {path}:"
+        f" unable to open database file {reason}"
+    )
+
+
+def test_a_read_only_database_warns_then_serves_checks(tmp_path: Path) -> None:
+    from webtest import TestApp
+
+    from timercheck import App, SqliteStore
+
+    path = tmp_path / "t.db"
+    TestApp(App(SqliteStore(str(path)))).get("/job/600")
+    uri = f"file:{path}?mode=ro"
+    with Process(
+        [sys.executable, str(ROOT / "timercheck.py")],
+        {"TIMERCHECK_DB": uri, "PORT": str(port := free_port())},
+        port,
+    ) as server:
+        assert call(port, "GET", "/").status == 200
+        assert call(port, "GET", "/job").status == 200
+        assert call(port, "GET", "/job/60").status == 503
+        assert call(port, "GET", "/job").json["start_seconds"] == 600
+        output = server.output()
+    warning = next(line for line in output.splitlines() if "WARNING" in line)
+    assert output.index(warning) < output.index("serving on")
+    assert warning.endswith(
+        f"the SQLite database {uri} cannot be written (attempt to write a"
+        " readonly database): checks answer, every set, reset and delete will"
+        " answer 503"
+    )
+
+
+def test_a_missing_table_is_named_with_the_command_that_makes_it(
+    tmp_path: Path,
+) -> None:
+    from support import dynamo_env, moto_server
+
+    with moto_server() as moto:
+        env = {**dynamo_env(moto.port, table="forgotten"), "PORT": str(free_port())}
+        with Process(
+            [sys.executable, str(ROOT / "timercheck.py")], env, int(env["PORT"])
+        ) as server:
+            assert call(server.port, "GET", "/").status == 200
+            assert call(server.port, "GET", "/job").status == 503
+            deadline = time.monotonic() + 10
+            while "unavailable" not in server.output() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(6)  # the probe tries again after 5 s, and says nothing
+            output = server.output()
+    [line] = [line for line in output.splitlines() if "ERROR" in line]
+    assert line.endswith(
+        "ERROR timercheck the timer store is unavailable: dynamodb GetItem: the"
+        " table forgotten does not exist (ResourceNotFoundException): create it"
+        " with `TABLE_NAME=forgotten python timercheck.py create-table`, or"
+        " deploy the stack that makes it"
+    )
+
+
+def test_an_endpoint_it_cannot_reach_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import boto3
+
+    from timercheck import DynamoStore, StoreUnavailable
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t"}.items():
+        monkeypatch.setenv(name, value)
+    port = free_port()  # nothing listens there
+    client = boto3.client(
+        "dynamodb", region_name="us-east-1", endpoint_url=f"http://127.0.0.1:{port}"
+    )
+    with pytest.raises(StoreUnavailable) as failed:
+        DynamoStore("timers", client).get("job")
+    assert str(failed.value) == (
+        f"dynamodb GetItem: cannot reach http://127.0.0.1:{port}/"
+        " (EndpointConnectionError)"
+    )
+
+
+def test_the_store_down_at_start_is_said_once_a_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The same reason again after a minute; a new reason at once."""
+    from timercheck import App, StoreUnavailable, probe
+
+    reasons = ["table missing"] * 30 + ["endpoint unreachable"] * 2
+    now = [0.0]
+
+    class Down:
+        def get(self, *args: object) -> None:
+            if reasons:
+                raise StoreUnavailable(reasons.pop(0))
+
+        def secret(self) -> bytes:
+            return bytes(32)
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    with caplog.at_level(logging.INFO, logger="timercheck"):
+        probe(App(Down()), retry=5.0, clock=lambda: now[0], sleep=sleep)  # type: ignore[arg-type]
+    said = [(r.levelname, r.getMessage()) for r in caplog.records]
+    down = "the timer store is unavailable: "
+    assert said == [
+        ("ERROR", down + "table missing"),  # at 0 s
+        ("ERROR", down + "table missing"),  # at 60 s
+        ("ERROR", down + "table missing"),  # at 120 s
+        ("ERROR", down + "endpoint unreachable"),  # at 150 s: a new reason
+        ("INFO", "the timer store answers"),
+    ]
