@@ -9,7 +9,7 @@ GET    /{timer}?format=    history (the newest 20 sets), html (a page, which a
                            browser's Accept also gets), svg, shields or text
 GET    /-/{token}          a read-only URL: any check of the timer, never a write
 
-python timercheck.py [serve | create-table]
+python timercheck.py [serve | create-table | hash NAME]
 
 The module reads in the order a request meets it:
   config       Config, from the environment
@@ -2991,6 +2991,23 @@ def thread_failed(failure: threading.ExceptHookArgs) -> None:
         )
 
 
+def print_hash(
+    config: Config, name: str | None, parser: argparse.ArgumentParser
+) -> int:
+    """Print the keyed hash that access lines give the timer `name`, from
+    the store's secret, as the server reads it."""
+    if not name or not NAME.fullmatch(name):
+        parser.error(f"hash needs a timer's name: {BAD_NAME}")
+    app = App(make_store(config))
+    try:
+        app.refresh_keys()
+    except StoreUnavailable as e:
+        log.error("cannot read the store's secret: %s", e)
+        return 1
+    print(app.name_hash(name))
+    return 0
+
+
 def settings_help() -> str:
     lines = ["settings, from the environment (an empty value counts as unset):"]
     for setting in SETTINGS:
@@ -3011,9 +3028,11 @@ def main(argv: list[str] | None = None) -> int:
         "command",
         nargs="?",
         default="serve",
-        choices=["serve", "create-table"],
-        help="serve HTTP (the default), or create the DynamoDB table TABLE_NAME",
+        choices=["serve", "create-table", "hash"],
+        help="serve HTTP (the default), create the DynamoDB table TABLE_NAME,"
+        " or print the hash that log lines give the timer NAME",
     )
+    parser.add_argument("name", nargs="?", help="the timer's name, for hash")
     given = sys.argv[1:] if argv is None else argv
     for n, arg in enumerate(given):
         option, _, value = arg.partition("=")
@@ -3042,6 +3061,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logging._srcfile = None
     try:
+        if args.command == "hash":
+            return print_hash(config, args.name, parser)
+        if args.name:
+            parser.error(f"{args.command} takes no name")
         if args.command == "create-table":
             if not config.table_name:
                 parser.error("create-table needs TABLE_NAME")

@@ -871,3 +871,34 @@ def test_the_store_down_at_start_is_said_once_a_minute(
         ("ERROR", down + "endpoint unreachable"),  # at 150 s: a new reason
         ("INFO", "the timer store answers"),
     ]
+
+
+def test_hash_prints_what_the_access_lines_say_of_a_name(tmp_path: Path) -> None:
+    env = {"TIMERCHECK_DB": str(tmp_path / "t.db"), "PORT": str(free_port())}
+    with Process(
+        [sys.executable, str(ROOT / "timercheck.py")], env, int(env["PORT"])
+    ) as server:
+        assert call(server.port, "GET", "/nightly-backup/60").status == 200
+        assert call(server.port, "GET", "/other/60").status == 200
+        time.sleep(0.2)
+        lines = [line for line in server.output().splitlines() if "set_timer" in line]
+    hashed = subprocess.run(
+        [sys.executable, str(ROOT / "timercheck.py"), "hash", "nightly-backup"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert hashed.returncode == 0, hashed.stderr
+    name_hash = hashed.stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{24}", name_hash)
+    assert f" GET set_timer {name_hash} 200 " in lines[0]
+    assert name_hash not in lines[1]
+
+
+@pytest.mark.parametrize("argv", [["hash"], ["hash", "a/b"], ["serve", "x"]])
+def test_hash_needs_a_name_and_only_hash_takes_one(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = main_exits(argv, capsys)
+    assert code == 2 and "name" in err
