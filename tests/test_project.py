@@ -68,47 +68,63 @@ def test_help_lists_every_setting() -> None:
         assert s.allowed() in help_text
 
 
-def poller(url: str, seen: Path) -> str:
-    """The README's poll.sh, with this test's URL and count file."""
+def poller(url: str, state: Path) -> str:
+    """The README's poll.sh, with this test's URL and state files."""
     [script] = re.findall(r"```sh\n(#!/bin/sh\n# poll\.sh.*?)```", README, re.S)
     script = re.sub(r"^url=.*$", f"url={url}", script, flags=re.M)
-    script = re.sub(r"^seen=.*$", f"seen={seen}", script, flags=re.M)
-    return script
+    return re.sub(r"^state=.*$", f"state={state}", script, flags=re.M)
 
 
-def test_the_readme_poller_alerts_once_per_miss(tmp_path: Path) -> None:
-    seen = tmp_path / "misses"
+def test_the_readme_poller_alerts_once_an_outage(tmp_path: Path) -> None:
+    """Silent while the timer runs; one alert for an expiry that it sees and
+    then sees reset (as a miss), and exit 1 while it is down; one alert for
+    a miss it never saw expire; never curl's own error on stderr."""
+    state = tmp_path / "nightly"
     with service({"TIMERCHECK_DB": str(tmp_path / "t.db")}) as server:
         url = call(server.port, "GET", "/backup/60").json["read_only_url"]
 
-        def poll() -> str:
-            script = poller(url, seen)
-            return subprocess.run(
-                ["sh", "-c", script], capture_output=True, text=True, timeout=30
-            ).stdout
+        def poll() -> tuple[int, str, str]:
+            ran = subprocess.run(
+                ["sh", "-c", poller(url, state)],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            return ran.returncode, ran.stdout, ran.stderr
 
-        assert poll() == ""
-        assert seen.read_text() == "0\n"
+        assert poll() == (0, "", "")
+        assert Path(f"{state}.misses").read_text() == "0\n"
+        call(server.port, "GET", "/backup/1")
+        time.sleep(1.1)
+        assert poll() == (1, "ALERT nightly-backup: expired\n", "")
+        assert poll() == (1, "", "")  # still down: told already
+        call(server.port, "GET", "/backup/60")  # back: seen as a miss
+        assert poll() == (0, "", "")  # the same outage: no second alert
+        assert Path(f"{state}.misses").read_text() == "1\n"
+        assert poll() == (0, "", "")
         call(server.port, "GET", "/backup/1")
         time.sleep(1.1)
         call(server.port, "GET", "/backup/60")  # expired and reset unseen
-        alert = poll()
-        assert alert.startswith("ALERT nightly-backup: {")
-        assert '"status":"missed"' in alert and "backup" not in alert[22:]
-        assert seen.read_text() == "1\n"
-        assert poll() == ""
+        assert poll() == (1, "ALERT nightly-backup: missed\n", "")
+        assert poll() == (0, "", "")
+        assert Path(f"{state}.misses").read_text() == "2\n"
         call(server.port, "DELETE", "/backup")
-        assert '"errorMessage":"404: ' in poll()
-        assert seen.read_text() == "1\n"
+        assert poll() == (1, "ALERT nightly-backup: no answer\n", "")
+    assert poll() == (1, "", "")  # the server gone: the same outage, no noise
+    Path(f"{state}.alerted").unlink()
+    assert poll() == (1, "ALERT nightly-backup: no answer\n", "")  # nor curl's
 
 
 def test_the_readme_backup_command_copies_a_running_database(tmp_path: Path) -> None:
-    [command] = re.findall(r"^(\.venv/bin/python -c .*backup.*)$", README, re.M)
-    code = re.fullmatch(r'\.venv/bin/python -c "(.*)"', command)[1]
+    [command] = re.findall(
+        r"^(\(umask 077; \.venv/bin/python -c .*backup.*)$", README, re.M
+    )
+    command = command.replace(".venv/bin/python", sys.executable)
     with service({"TIMERCHECK_DB": str(tmp_path / "timercheck.db")}) as server:
         call(server.port, "GET", "/job/60")
-        subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True)
+        subprocess.run(["sh", "-c", command], cwd=tmp_path, check=True)
         call(server.port, "GET", "/job/60")
+    assert (tmp_path / "backup.db").stat().st_mode & 0o777 == 0o600
     backup = sqlite3.connect(tmp_path / "backup.db")
     assert backup.execute("SELECT timer, seconds FROM timers").fetchall() == [
         ("job", 60)
