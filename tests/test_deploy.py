@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import io
 import json
+import logging
 import os
 import posixpath
 import re
@@ -40,7 +42,7 @@ from cfnlint.api import ManualArgs, lint
 from webtest import TestApp
 
 import timercheck
-from fakes import record_calls
+from fakes import FailingStore, record_calls
 from support import (
     FAKE_AWS,
     ROOT,
@@ -754,8 +756,78 @@ def image_stage_check(dep: Deployment) -> list[str]:
     return problems
 
 
+def access_line_of(status: int) -> str:
+    """A real access line, as the service writes it, for a check answered
+    `status` by a store that is down."""
+    out, level = io.StringIO(), timercheck.access_log.level
+    timercheck.access_log.setLevel(logging.INFO)  # as the service runs
+    try:
+        writer = timercheck.access_writer(out)
+    finally:
+        timercheck.access_log.setLevel(level)
+    app = timercheck.App(FailingStore(), access=writer)  # type: ignore[arg-type]
+    TestApp(app).get("/job", status=status)
+    return out.getvalue().strip()
+
+
+def alarms_check(dep: Deployment) -> list[str]:
+    """Each alarm watches a metric that a metric filter makes from mu's
+    ServiceLogGroup (service-ecs.yml:318-322, a log group named after the
+    stack), and the 5xx filter's fields fall on a real access line."""
+    stack = dep.service_stack()
+    resources = stack["Resources"]
+    problems = []
+    made = {}
+    for name, resource in resources.items():
+        if resource["Type"] != "AWS::Logs::MetricFilter":
+            continue
+        group = resource["Properties"]["LogGroupName"]
+        if group != {"Ref": "ServiceLogGroup"} or "ServiceLogGroup" not in resources:
+            problems.append(f"{name} reads {group}, not mu's ServiceLogGroup")
+        for metric in resource["Properties"]["MetricTransformations"]:
+            made[(str(metric["MetricNamespace"]), metric["MetricName"])] = name
+    alarms = [r for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    if len(alarms) < 2:
+        problems.append(f"{len(alarms)} alarms")
+    for alarm in alarms:
+        watched = (
+            str(alarm["Properties"]["Namespace"]),
+            alarm["Properties"]["MetricName"],
+        )
+        if watched not in made:
+            problems.append(f"an alarm on {watched}, which no filter makes")
+    pattern = resources["ServerErrorsMetricFilter"]["Properties"]["FilterPattern"]
+    fields = pattern.strip("[]").split(", ")
+    line = access_line_of(503).split(" ")
+    if len(fields) != len(line):
+        problems.append(f"the pattern has {len(fields)} fields, a line {len(line)}")
+    elif line[fields.index("status>=500")] != "503":
+        problems.append("the pattern's status is not the line's")
+    elif fields[line.index("timercheck.access")] != 'logger="timercheck.access"':
+        problems.append("the pattern's logger is not the line's")
+    return problems
+
+
 DEFECTS = {
     # name: (check, file, text as it is, text of the broken copy)
+    "an alarm on a metric no filter makes": (
+        alarms_check,
+        "extensions/service-ecs.yml",
+        "      MetricName: StoreUnavailable\n      Statistic",
+        "      MetricName: StoreDown\n      Statistic",
+    ),
+    "a filter on a log group mu does not make": (
+        alarms_check,
+        "extensions/service-ecs.yml",
+        "LogGroupName:\n        Ref: ServiceLogGroup\n      FilterPattern: '[",
+        "LogGroupName:\n        Ref: LogGroup\n      FilterPattern: '[",
+    ),
+    "an access-line pattern a field short": (
+        alarms_check,
+        "extensions/service-ecs.yml",
+        "hash, status>=500, ms, client]",
+        "status>=500, ms, client]",
+    ),
     "cfn-lint, a bad property": (
         lint_check,
         "extensions/service-ecs.yml",
@@ -1169,3 +1241,41 @@ def test_image_stand_in_serves_with_the_task_environment(tmp_path: Path) -> None
             started = time.monotonic()
             assert server.stop(15) == 0
             assert time.monotonic() - started < 5
+
+
+def test_the_store_alarm_matches_the_lines_the_service_writes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The store filter's terms are in the warning of a request the store
+    failed and in the start-up probe's error."""
+    resources = current().service_stack()["Resources"]
+    pattern = resources["StoreUnavailableMetricFilter"]["Properties"]["FilterPattern"]
+    terms = re.findall(r'\?"([^"]+)"', pattern)
+    with caplog.at_level(logging.INFO, logger="timercheck"):
+        TestApp(timercheck.App(FailingStore())).get("/job", status=503)  # type: ignore[arg-type]
+        store = FailingStore()
+        calls = iter([True, False])
+
+        def sleep(seconds: float) -> None:
+            store.down = next(calls)
+
+        timercheck.probe(timercheck.App(store), sleep=sleep)  # type: ignore[arg-type]
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == 2
+    for line in lines:
+        assert any(term in line for term in terms), line
+
+
+def test_the_alarms_notify_a_topic_only_when_one_is_named() -> None:
+    resources = current().service_stack()["Resources"]
+    parameters = current().service_stack()["Parameters"]
+    assert parameters["AlarmTopicArn"]["Default"] == ""
+    for name in ("ServerErrorsAlarm", "StoreUnavailableAlarm"):
+        actions = resources[name]["Properties"]["AlarmActions"]
+        assert actions == {
+            "Fn::If": [
+                "HasAlarmTopic",
+                [{"Ref": "AlarmTopicArn"}],
+                {"Ref": "AWS::NoValue"},
+            ]
+        }
