@@ -708,8 +708,7 @@ def history_view(
 # -- the page for people --
 
 PAGE_HEADERS = (
-    ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'"),
-    ("X-Content-Type-Options", "nosniff"),
+    *SVG_HEADERS,  # no script, nothing fetched, no sniffing
     ("Referrer-Policy", "no-referrer"),  # the read-only URL is a secret
 )
 PAGE_REFRESH = 30  # seconds
