@@ -1498,6 +1498,8 @@ def why_not_opened(path: str) -> str:
         return " (no such file)"
     if not os.access(path, os.R_OK):
         return " (not readable)"
+    if not os.access(folder, os.W_OK):
+        return f" (SQLite keeps its -wal and -shm files in {folder}, not writable)"
     return ""
 
 
