@@ -902,3 +902,22 @@ def test_hash_needs_a_name_and_only_hash_takes_one(
 ) -> None:
     code, _, err = main_exits(argv, capsys)
     assert code == 2 and "name" in err
+
+
+def test_a_file_in_a_folder_it_cannot_write_says_where_sqlite_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As root every folder is writable, so the folder's answer is faked."""
+    from timercheck import why_not_opened
+
+    (tmp_path / "t.db").write_bytes(b"")
+    real = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, mode: real(p, mode) and p != str(tmp_path)
+    )
+    assert why_not_opened(str(tmp_path / "t.db")) == (
+        f" (SQLite keeps its -wal and -shm files in {tmp_path}, not writable)"
+    )
+    assert why_not_opened(str(tmp_path / "new.db")) == (
+        f" (the directory {tmp_path} is not writable)"
+    )
