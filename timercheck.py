@@ -227,7 +227,7 @@ SETTINGS = (
     ),
     Setting(
         "LOG_LEVEL", "log_level", "level", "INFO",
-        "the least important log lines written",
+        "the least important log lines written; DEBUG adds one a store call",
     ),
 )  # fmt: skip
 DEFAULTS = {setting.field: setting.default for setting in SETTINGS}
