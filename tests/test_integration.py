@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from support import (
+    FAKE_AWS,
     Process,
     call,
     create_table,
     dynamo_env,
+    free_port,
     moto_server,
     service,
 )
@@ -118,7 +120,11 @@ def test_misses_views_and_unfurlers(server: Process) -> None:
     missed = call(server.port, "GET", f"/{name}?since=0")
     assert (missed.status, missed.headers["X-Timer-Status"]) == (504, "missed")
     assert call(server.port, "GET", f"/{name}?since=1").status == 200
-    assert call(server.port, "GET", f"/{name}?format=text").body == b"running 60\n"
+    text = call(server.port, "GET", f"/{name}?format=text")
+    assert text.body == b"missed 1 remaining 60\n"  # for a day after the miss
+    assert call(server.port, "GET", f"/{name}?format=text&since=1").body == (
+        b"running 60\n"
+    )
     badge = call(server.port, "GET", f"/{name}?format=svg")
     assert badge.headers["Content-Type"] == "image/svg+xml"
     assert b"missed 1" in badge.body
@@ -147,8 +153,14 @@ def test_two_services_on_one_table_see_each_others_resets(
 
 
 def test_sigterm_stops_a_server_whose_store_is_down(tmp_path: Path) -> None:
-    """The start-up probe is still retrying: it must not keep the process."""
-    with service({"TIMERCHECK_DB": str(tmp_path / "missing" / "t.db")}) as proc:
+    """The start-up probe is still retrying: it must not keep the process.
+    (A SQLite file that cannot be opened stops the start instead.)"""
+    env = {
+        **FAKE_AWS,
+        "TABLE_NAME": "timers",
+        "AWS_ENDPOINT_URL_DYNAMODB": f"http://127.0.0.1:{free_port()}",
+    }
+    with service(env) as proc:
         assert call(proc.port, "GET", "/job").status == 503
         started = time.monotonic()
         assert proc.stop(15) == 0
