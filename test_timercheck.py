@@ -1151,16 +1151,16 @@ def test_access_lines_cut_the_method_and_the_client(
         assert line.split()[2:5] == ["-", "-", "405"]  # no handler, no timer
 
 
-def run_probe(app: App) -> None:
+def run_probe(app: App, **kwargs: Any) -> None:
     """The probe retries until the store answers: give up on it after 5 s."""
-    thread = threading.Thread(target=probe, args=(app,), daemon=True)
+    thread = threading.Thread(target=probe, args=(app,), kwargs=kwargs, daemon=True)
     thread.start()
     thread.join(5)
     assert not thread.is_alive(), "the probe never saw the store answer"
 
 
 def test_start_up_probe_says_whether_the_store_answers(
-    store: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    store: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "timercheck")
     app = App(store)
@@ -1178,8 +1178,7 @@ def test_start_up_probe_says_whether_the_store_answers(
 
     flaky.get = get  # type: ignore[method-assign]
     waits: list[float] = []
-    monkeypatch.setattr(time, "sleep", waits.append)
-    run_probe(App(flaky))
+    run_probe(App(flaky), sleep=waits.append)
     assert waits == [5.0, 5.0, 5.0]  # tries again every 5 s
     messages = [(r.levelno, r.getMessage()) for r in caplog.records]
     assert messages == [

@@ -563,8 +563,9 @@ def test_help_says_what_the_service_is_what_it_runs_and_its_settings(
     first = "timercheck: countdown timers over HTTP, a dead man's switch for cron jobs."
     assert out.splitlines()[2:5] == [first, "", "positional arguments:"]
     assert (
-        "{serve,create-table} serve HTTP (the default), or create the DynamoDB"
-        " table TABLE_NAME options:"
+        "{serve,create-table,hash} serve HTTP (the default), create the DynamoDB"
+        " table TABLE_NAME, or print the hash that log lines give the timer NAME"
+        " name the timer's name, for hash options:"
     ) in " ".join(out.split())
     assert (  # the settings keep their own lines
         "settings, from the environment (an empty value counts as unset):\n"
