@@ -162,10 +162,14 @@ def test_sigterm_stops_a_server_whose_store_is_down(tmp_path: Path) -> None:
     }
     with service(env) as proc:
         assert call(proc.port, "GET", "/job").status == 503
+        said = "the timer store is unavailable"
+        waited = time.monotonic() + 10  # the probe's first call, retries included
+        while said not in proc.output() and time.monotonic() < waited:
+            time.sleep(0.05)
+        assert said in proc.output()
         started = time.monotonic()
         assert proc.stop(15) == 0
         assert time.monotonic() - started < 3
-        assert "the timer store is unavailable" in proc.output()
 
 
 def test_sigterm_stops_the_server_cleanly(tmp_path: Path) -> None:
