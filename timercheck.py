@@ -2340,21 +2340,20 @@ class DynamoStore:
         return from_item(timer.name, item, was="was_")
 
     def _trim(self, name: str, kept: list[str]) -> None:
-        """Cut the resets back to the newest KEPT_RESETS, unless they have
-        changed since they were `kept` (another set came, or this cut's
-        retry after it was applied). A cut that fails is left to the next
-        set: the set itself was applied."""
+        """Cut the resets back to the newest KEPT_RESETS of those `kept`.
+        The oldest go by value, so a cut from a stale view, another task's
+        cut and this cut's own retry all leave the newest; the condition
+        keeps a cut of a timer deleted meanwhile from making an item of its
+        key alone. A cut that fails is left to the next set: the set itself
+        was applied."""
         oldest = sorted(kept, key=unpack)[: len(kept) - KEPT_RESETS]
         try:
             self._call(
                 "UpdateItem",
                 Key=key(name),
                 UpdateExpression="DELETE resets :oldest",
-                ConditionExpression="size(resets) = :length",
-                ExpressionAttributeValues={
-                    ":oldest": {"NS": oldest},
-                    ":length": {"N": str(len(kept))},
-                },
+                ConditionExpression="attribute_exists(resets)",
+                ExpressionAttributeValues={":oldest": {"NS": oldest}},
             )
         except ConditionFailed:
             pass

@@ -6,15 +6,22 @@ from __future__ import annotations
 
 import datetime
 import re
+import socket
 import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from webtest import TestApp
 
 from fakes import START, FailingStore, FakeClock, record_calls
+from support import FAKE_AWS, ROOT, free_port
 from timercheck import (
     KEPT_RESETS,
     TRIM_AT,
@@ -213,25 +220,75 @@ def test_a_set_is_one_update_and_the_list_is_cut_once_in_a_while(
     assert KEPT_RESETS <= len(item["resets"]["NS"]) < TRIM_AT
 
 
-def test_a_cut_that_raced_another_set_cuts_nothing(
+def test_a_cut_keeps_the_newest_whatever_view_it_was_made_from(
     dynamo: DynamoStore, clock: FakeClock
 ) -> None:
-    """The cut's condition is the set's size it saw: after another set (or
-    its own retry after it was applied) it cuts nothing."""
+    """The oldest go by value: a cut made before another set came, and the
+    retry of a cut that was applied, leave the newest."""
     app = TestApp(App(dynamo, clock))
     for _ in range(TRIM_AT - 1):
         clock.advance(1)
         app.get("/job/60")
-    kept = raw_item(dynamo, "job")["resets"]["NS"]
+    kept = sorted(raw_item(dynamo, "job")["resets"]["NS"], key=int)
     assert len(kept) == TRIM_AT - 1
-    dynamo._trim("job", kept[1:])  # as seen before the last set
-    assert raw_item(dynamo, "job")["resets"]["NS"] == kept
+    dynamo._trim("job", kept[:-1])  # as seen before the last set
+    assert sorted(raw_item(dynamo, "job")["resets"]["NS"], key=int) == kept[-22:]
     dynamo._trim("job", kept)
-    newest = sorted(kept, key=int)[-KEPT_RESETS:]
-    assert sorted(raw_item(dynamo, "job")["resets"]["NS"], key=int) == newest
     dynamo._trim("job", kept)  # the retry of a cut that was applied
-    assert len(raw_item(dynamo, "job")["resets"]["NS"]) == KEPT_RESETS
+    newest = sorted(raw_item(dynamo, "job")["resets"]["NS"], key=int)
+    assert newest == kept[-KEPT_RESETS:]
     assert history(app)[-1]["reset_at"] == T0 + TRIM_AT - 1 - 19
+
+
+@pytest.fixture
+def upserting(
+    monkeypatch: pytest.MonkeyPatch, clock: FakeClock
+) -> Iterator[DynamoStore]:
+    """A store on tests/instant_dynamodb.py, which, as DynamoDB and dynalite
+    do (and moto does not), makes an item of its key alone when an update
+    without a condition finds no item."""
+    for name, value in FAKE_AWS.items():
+        monkeypatch.setenv(name, value)
+    port = free_port()
+    stand_in = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "instant_dynamodb.py"), str(port)],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the stand-in did not start"
+                time.sleep(0.02)
+        client = boto3.client("dynamodb", endpoint_url=f"http://127.0.0.1:{port}")
+        yield DynamoStore("timers", client)
+    finally:
+        stand_in.kill()
+        stand_in.wait()
+
+
+def test_a_cut_of_a_timer_deleted_meanwhile_makes_no_item(
+    upserting: DynamoStore, clock: FakeClock
+) -> None:
+    """Else the timer would read as an item without a countdown: a 503 for
+    every check until its next set."""
+    app = TestApp(App(upserting, clock))
+    for _ in range(3):
+        clock.advance(1)
+        app.get("/job/60")
+    kept = raw_item(upserting, "job")["resets"]["NS"]
+    app.delete("/job")
+    upserting._trim("job", kept)
+    answer = upserting.client.get_item(
+        TableName=upserting.table, Key={"timer": {"S": "job"}}
+    )
+    assert "Item" not in answer
+    assert app.get("/job", status=404).json["errorMessage"] == (
+        "404: timer has never been set"
+    )
 
 
 def raw_item(dynamo: DynamoStore, name: str) -> dict[str, Any]:
