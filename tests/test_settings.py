@@ -658,6 +658,8 @@ def test_waitress_has_every_internal_the_service_relies_on() -> None:
         ("waitress.channel.HTTPChannel", "task_class", "shedding by time waited"),
         ("waitress.parser.HTTPRequestParser", "expect_continue", "Expect without"),
         ("waitress.proxy_headers", "clear_untrusted_headers", "proxy headers"),
+        ("waitress.channel.HTTPChannel", "_flush_some", "no write spin"),
+        ("waitress.task.Task", "build_response_header", "one send an answer"),
     ],
 )
 def test_a_waitress_without_an_internal_stops_the_start_in_one_line(

@@ -1,0 +1,172 @@
+"""How timercheck's waitress connection writes: one send an answer, no
+watching the socket while a worker sends, and large or slowly read answers
+still going out whole."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import waitress
+import waitress.wasyncore
+
+from support import read_message
+from timercheck import App, Channel, Config, Dispatcher, SqliteStore, server_options
+
+WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
+HIGH_WATER = 16 * 1024 * 1024  # waitress's outbuf_high_watermark
+
+
+class Counting(Channel):
+    """timercheck's channel, counting its sends and the loop's write turns."""
+
+    sends: list[int]
+    write_turns: list[int]
+    slow_send = 0.0  # seconds each send of an answer waits first
+
+    def send(self, data: bytes, do_close: bool = True) -> int:
+        self.sends.append(len(data))  # before the client can have it
+        if self.slow_send:
+            time.sleep(self.slow_send)
+        return super().send(data, do_close=do_close)
+
+    def handle_write(self) -> None:
+        self.write_turns.append(1)
+        super().handle_write()
+
+
+@contextmanager
+def serving(
+    app: WSGIApp, slow_send: float = 0.0, threads: int = 2
+) -> Iterator[tuple[int, list[int], list[int]]]:
+    """The app on timercheck's channel and dispatcher, its loop on a thread;
+    the port, every send, and every turn the loop spent writing."""
+    sends: list[int] = []
+    turns: list[int] = []
+
+    class Channel(Counting):
+        pass
+
+    Channel.sends, Channel.write_turns, Channel.slow_send = sends, turns, slow_send
+    dispatcher = Dispatcher()
+    options = server_options(Config(host="127.0.0.1", port=0, threads=threads))
+    server = waitress.create_server(app, _dispatcher=dispatcher, **options)
+    server.channel_class = Channel
+    dispatcher.set_thread_count(threads)
+    loop = threading.Thread(target=server.run)
+    loop.start()
+    try:
+        yield int(server.effective_port), sends, turns
+    finally:
+        server.trigger.pull_trigger(lambda: waitress.wasyncore.close_all(server._map))
+        loop.join(5)
+        dispatcher.shutdown(timeout=5)
+        assert not loop.is_alive()
+
+
+def exchange(sock: socket.socket, request: bytes) -> bytes:
+    """The whole answer to a request on a kept-alive connection."""
+    sock.sendall(request)
+    if request.startswith(b"HEAD "):
+        data = b""
+        while not data.endswith(b"\r\n\r\n"):
+            data += sock.recv(65536)
+        return data
+    head, body = read_message(sock)
+    return head + b"\r\n\r\n" + body
+
+
+def test_every_answer_of_the_service_goes_out_in_one_send(tmp_path: Path) -> None:
+    app = App(SqliteStore(str(tmp_path / "t.db")))
+    requests = [
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /job/60 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /job HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"HEAD /job HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /never-set HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /job/x HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /job?format=html HTTP/1.1\r\nHost: x\r\n\r\n",
+    ]
+    with (
+        serving(app) as (port, sends, _),
+        socket.create_connection(("127.0.0.1", port), timeout=5) as sock,
+    ):
+        statuses = []
+        for request in requests:
+            sends.clear()
+            answer = exchange(sock, request)
+            statuses.append(answer.split(b" ", 2)[1])
+            assert len(sends) == 1, (request, sends)
+            assert sends[0] == len(answer)
+    assert statuses == [b"200", b"200", b"200", b"200", b"404", b"400", b"200"]
+
+
+def test_the_loop_does_not_watch_a_socket_while_a_worker_sends(
+    tmp_path: Path,
+) -> None:
+    """While one answer's send takes a while, another connection's request
+    turns the loop: it must not wait to write what the worker is sending."""
+    app = App(SqliteStore(str(tmp_path / "t.db")))
+    with (
+        serving(app, slow_send=0.3) as (port, sends, turns),
+        socket.create_connection(("127.0.0.1", port), timeout=5) as slow,
+        socket.create_connection(("127.0.0.1", port), timeout=5) as other,
+    ):
+        slow.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.1)  # the worker is inside its send, holding the output
+        for _ in range(3):
+            exchange(other, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, body = read_message(slow)
+        assert head.startswith(b"HTTP/1.1 200") and body
+    assert turns == []
+
+
+def chunks(total: int, size: int = 1 << 20) -> Iterator[bytes]:
+    """`total` bytes, each 1 MB piece telling its place."""
+    for offset in range(0, total, size):
+        length = min(size, total - offset)
+        yield f"{offset:016d}".encode().ljust(length, b".")[:length]
+
+
+def large(total: int, whole: bool) -> WSGIApp:
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Length", str(total))])
+        return [b"".join(chunks(total))] if whole else chunks(total)
+
+    return app
+
+
+def receive(port: int, wait_first: float, pace: float = 0.0) -> bytes:
+    """An answer read by a client that starts late, then reads 256 KB at a
+    time, `pace` seconds apart, through a small receive buffer."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        time.sleep(wait_first)
+        data = bytearray()
+        while piece := sock.recv(262144):
+            data += piece
+            time.sleep(pace)
+    return bytes(data.partition(b"\r\n\r\n")[2])
+
+
+def test_an_answer_over_the_high_water_mark_goes_out_whole() -> None:
+    total = HIGH_WATER + 3 * (1 << 20) + 5
+    for whole in (True, False):
+        with serving(large(total, whole)) as (port, _, _):
+            assert receive(port, wait_first=0.3) == b"".join(chunks(total))
+
+
+def test_a_slowly_read_answer_goes_out_whole() -> None:
+    total = 4 * (1 << 20) + 7
+    for whole in (True, False):
+        with serving(large(total, whole)) as (port, _, turns):
+            assert receive(port, wait_first=0.2, pace=0.01) == b"".join(chunks(total))
+            assert turns  # the loop sent what the worker left behind
