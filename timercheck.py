@@ -40,6 +40,7 @@ import hmac
 import html
 import importlib.metadata
 import inspect
+import io
 import ipaddress
 import json
 import logging
@@ -59,7 +60,7 @@ import threading
 import time
 import traceback
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from http import HTTPStatus
@@ -2887,8 +2888,10 @@ ACCESS = "INFO timercheck.access"
 
 
 def access_writer(stream: Any) -> Callable[[str], None]:
-    """Access lines in the log's format, without a log record per request:
-    the logging module cost a third of a check's CPU."""
+    """Access lines in the log's format, without a log record per request
+    (the logging module cost a third of a check's CPU), and left in the
+    stream's buffer: `flush_often` sends them on. A warning or an error goes
+    through logging, which flushes each, access lines before it included."""
     if not access_log.isEnabledFor(logging.INFO):
         return lambda line: None
     lock = threading.Lock()
@@ -2898,9 +2901,38 @@ def access_writer(stream: Any) -> Callable[[str], None]:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
         with lock:
             stream.write(f"{stamp},{int(now % 1 * 1000):03d} {ACCESS} {line}\n")
-            stream.flush()
 
     return write
+
+
+FLUSH_EVERY = 1.0  # seconds: what a crash can lose of the access lines
+
+
+@contextlib.contextmanager
+def buffered(stream: Any) -> Iterator[None]:
+    """The stream held in its buffer until flushed, even where
+    PYTHONUNBUFFERED (the Dockerfile sets it) or a terminal would send each
+    line at once; flushed and put back as it was at the end."""
+    if not isinstance(stream, io.TextIOWrapper):
+        yield
+        return
+    lines, through = stream.line_buffering, stream.write_through
+    stream.reconfigure(line_buffering=False, write_through=False)
+    try:
+        yield
+    finally:
+        stream.flush()
+        stream.reconfigure(line_buffering=lines, write_through=through)
+
+
+def flush_often(
+    stream: Any, every: float = FLUSH_EVERY, sleep: Callable[[float], None] = time.sleep
+) -> None:
+    """Flush the access lines once a second: a write and a flush each cost
+    about 5 µs a request (docs/operating.md)."""
+    while True:
+        sleep(every)
+        stream.flush()
 
 
 PROBE_SAYS_EVERY = 60.0  # seconds between two lines saying the store is down
@@ -3039,14 +3071,16 @@ def serve(config: Config) -> int:
     signal.signal(signal.SIGTERM, stop)
     threading.Thread(target=probe, args=(app,), daemon=True).start()
     threading.Thread(target=follow_secret, args=(app,), daemon=True).start()
+    threading.Thread(target=flush_often, args=(sys.stdout,), daemon=True).start()
     if isinstance(store.store, SqliteStore) and not read_only:
         purger = threading.Thread(target=purge_forgotten, args=(store.store,))
         purger.daemon = True
         purger.start()
-    try:
-        server.run()  # returns on SystemExit, having closed the sockets
-    finally:
-        server.task_dispatcher.shutdown(timeout=5)
+    with buffered(sys.stdout):
+        try:
+            server.run()  # returns on SystemExit, having closed the sockets
+        finally:
+            server.task_dispatcher.shutdown(timeout=5)
     log.info("timercheck stopped")
     return 0
 

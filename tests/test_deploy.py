@@ -942,12 +942,12 @@ def test_a_request_through_the_load_balancer_logs_the_clients_address() -> None:
                 b"GET /behind-alb HTTP/1.1\r\nHost: x\r\n"
                 b"X-Forwarded-For: 203.0.113.7\r\nConnection: close\r\n\r\n",
             )
-            [line] = [
-                line
-                for line in server.output().splitlines()
-                if "timercheck.access" in line and " check_timer " in line
-            ]
-            assert line.split()[-1] == logged, line
+        [line] = [  # read after the stop, which flushes the access lines
+            line
+            for line in server.output().splitlines()
+            if "timercheck.access" in line and " check_timer " in line
+        ]
+        assert line.split()[-1] == logged, line
 
 
 def test_table_is_on_demand_and_recoverable() -> None:

@@ -12,11 +12,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import waitress
 import waitress.wasyncore
 
-from support import read_message
-from timercheck import App, Channel, Config, Dispatcher, SqliteStore, server_options
+from support import call, read_message, service
+from timercheck import (
+    App,
+    Channel,
+    Config,
+    Dispatcher,
+    SqliteStore,
+    flush_often,
+    server_options,
+)
 
 WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 HIGH_WATER = 16 * 1024 * 1024  # waitress's outbuf_high_watermark
@@ -170,3 +179,44 @@ def test_a_slowly_read_answer_goes_out_whole() -> None:
         with serving(large(total, whole)) as (port, _, turns):
             assert receive(port, wait_first=0.2, pace=0.01) == b"".join(chunks(total))
             assert turns  # the loop sent what the worker left behind
+
+
+# -- access lines: buffered, flushed once a second and at the end --
+
+
+def test_access_lines_are_flushed_every_second() -> None:
+    flushed: list[float] = []
+    slept: list[float] = []
+
+    class Stream:
+        def flush(self) -> None:
+            flushed.append(len(slept))
+
+    def sleep(seconds: float) -> None:
+        if len(slept) == 3:
+            raise SystemExit
+        slept.append(seconds)
+
+    with pytest.raises(SystemExit):
+        flush_often(Stream(), sleep=sleep)
+    assert slept == [1.0, 1.0, 1.0]
+    assert flushed == [1, 2, 3]  # after each wait
+
+
+def test_an_access_line_reaches_the_log_while_the_server_idles(tmp_path: Path) -> None:
+    with service({"TIMERCHECK_DB": str(tmp_path / "t.db")}) as server:
+        assert call(server.port, "GET", "/idle-job/60").status == 200
+        deadline = time.monotonic() + 10  # a bound for a busy machine, not a timing
+        while " set_timer " not in server.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert " set_timer " in server.output()
+        assert server.proc is not None and server.proc.poll() is None
+
+
+def test_the_last_access_lines_reach_the_log_at_a_stop(tmp_path: Path) -> None:
+    with service({"TIMERCHECK_DB": str(tmp_path / "t.db")}) as server:
+        for n in range(5):
+            assert call(server.port, "GET", f"/job-{n}/60").status == 200
+        assert server.stop() == 0
+    sets = [line for line in server.output().splitlines() if " set_timer " in line]
+    assert len(sets) == 5
