@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
 import waitress
 import waitress.wasyncore
 
@@ -184,23 +183,22 @@ def test_a_slowly_read_answer_goes_out_whole() -> None:
 # -- access lines: buffered, flushed once a second and at the end --
 
 
-def test_access_lines_are_flushed_every_second() -> None:
-    flushed: list[float] = []
-    slept: list[float] = []
+def test_access_lines_are_flushed_every_second_until_the_stop() -> None:
+    waits: list[float] = []
+    flushed: list[int] = []
+
+    class Stop:
+        def wait(self, timeout: float) -> bool:
+            waits.append(timeout)
+            return len(waits) == 4  # stopped during the fourth wait
 
     class Stream:
         def flush(self) -> None:
-            flushed.append(len(slept))
+            flushed.append(len(waits))
 
-    def sleep(seconds: float) -> None:
-        if len(slept) == 3:
-            raise SystemExit
-        slept.append(seconds)
-
-    with pytest.raises(SystemExit):
-        flush_often(Stream(), sleep=sleep)
-    assert slept == [1.0, 1.0, 1.0]
-    assert flushed == [1, 2, 3]  # after each wait
+    flush_often(Stream(), Stop())  # type: ignore[arg-type]
+    assert waits == [1.0, 1.0, 1.0, 1.0]
+    assert flushed == [1, 2, 3]  # after each wait that was not stopped
 
 
 def test_an_access_line_reaches_the_log_while_the_server_idles(tmp_path: Path) -> None:
