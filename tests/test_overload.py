@@ -25,6 +25,7 @@ from typing import Any
 
 import boto3
 import botocore.auth
+import botocore.handlers
 import pytest
 import waitress
 from botocore.awsrequest import AWSRequest
@@ -406,6 +407,36 @@ def test_the_endpoint_says_where_to_connect_and_what_before_send_hooks_see(
     assert api.call("GetItem", {"TableName": "t"}) == {}
     assert seen == [("POST", url, b'{"TableName":"t"}')]
     assert api.address == address
+
+
+def test_before_send_is_emitted_only_where_a_library_hooks_every_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """moto hooks every client's before-send once imported (as it is in
+    these tests); without such a hook, the request goes to the wire unseen."""
+    assert wire(free_port()).before_send
+    monkeypatch.setattr(
+        botocore.handlers,
+        "BUILTIN_HANDLERS",
+        [h for h in botocore.handlers.BUILTIN_HANDLERS if h[0] != "before-send"],
+    )
+    port, carried, _ = scripted_server([OK], close_after=set())
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        region_name="us-east-1",
+        aws_access_key_id="a",
+        aws_secret_access_key="b",
+    )
+    api = DynamoDB(client, Credentials("a", "b"))
+    seen: list[object] = []
+    client.meta.events.register("before-send.dynamodb", lambda **kw: seen.append(1))
+    assert api.call("GetItem", {}) == {}
+    assert seen == [] and carried == [1]
+    api.before_send = True
+    scripted_responses(client, [(200, {}, b'{"Item": {}}')])
+    assert api.call("GetItem", {}) == {"Item": {}}
+    assert seen == [1] and carried == [1]
 
 
 def test_a_kept_alive_connection_the_server_closed_is_replaced_at_no_retry() -> None:
