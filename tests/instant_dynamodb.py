@@ -104,7 +104,9 @@ class ConditionFailed(Exception):
 
 
 def key_of(request: dict[str, Any]) -> str:
-    return request.get("Key", request)["timer"]["S"]
+    """The hash key: timercheck's `timer`, or the Go original's `Timer`."""
+    key = request.get("Key", request)
+    return (key["timer"] if "timer" in key else key["Timer"])["S"]
 
 
 def wants_old(request: dict[str, Any]) -> bool:
