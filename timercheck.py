@@ -1361,7 +1361,7 @@ class App:
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> list[bytes]:
         started = time.perf_counter()
-        request_id = os.urandom(8).hex()
+        request_id = f"{random.getrandbits(64):016x}"  # a log's, no secret
         handler, name, reply = self.handle(environ, request_id)
         content_type, data = encode(reply, request_id)
         respond(start_response, reply, content_type, data, request_id)
@@ -1673,7 +1673,7 @@ def authorization(
     request = f"POST\n/\n\n{canonical}\n{signed}\n{hashlib.sha256(body).hexdigest()}"
     digest = hashlib.sha256(request.encode()).hexdigest()
     to_sign = f"{SIGV4}\n{headers['x-amz-date']}\n{scope}\n{digest}"
-    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    signature = hmac.new(key, to_sign.encode(), "sha256").hexdigest()  # OpenSSL's
     return (
         f"{SIGV4} Credential={key_id}/{scope},"
         f" SignedHeaders={signed}, Signature={signature}"
@@ -1882,6 +1882,7 @@ class DynamoDB:
         self.quota = retries.RetryQuotaChecker(RetryQuota(), detector)
         self._link = Link()
         self._signing_keys: dict[tuple[str, str], bytes] = {}
+        self._stamp = (-1, "")  # the last request's second, as x-amz-date
         self.before_send = any(
             event.startswith("before-send")
             for event, *_ in botocore.handlers.BUILTIN_HANDLERS
@@ -1986,7 +1987,10 @@ class DynamoDB:
         if credentials is None:
             raise botocore.exceptions.NoCredentialsError()
         frozen = credentials.get_frozen_credentials()
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+        second, stamp = self._stamp
+        if int(now) != second:
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+            self._stamp = int(now), stamp
         date = stamp[:8]
         signing = self._signing_keys.get((frozen.secret_key, date))
         if signing is None:
@@ -2905,12 +2909,15 @@ def access_writer(stream: Any) -> Callable[[str], None]:
     if not access_log.isEnabledFor(logging.INFO):
         return lambda line: None
     lock = threading.Lock()
+    second = [-1, ""]  # the last line's second, and its stamp
 
     def write(line: str) -> None:
         now = time.time()
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
         with lock:
-            stream.write(f"{stamp},{int(now % 1 * 1000):03d} {ACCESS} {line}\n")
+            if int(now) != second[0]:
+                stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+                second[:] = int(now), stamp
+            stream.write(f"{second[1]},{int(now % 1 * 1000):03d} {ACCESS} {line}\n")
 
     return write
 

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import waitress
 import waitress.wasyncore
 
@@ -218,3 +219,29 @@ def test_the_last_access_lines_reach_the_log_at_a_stop(tmp_path: Path) -> None:
         assert server.stop() == 0
     sets = [line for line in server.output().splitlines() if " set_timer " in line]
     assert len(sets) == 5
+
+
+def test_an_access_line_s_stamp_follows_the_clock_across_a_second(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import io
+    import logging
+    import re
+
+    import timercheck
+
+    caplog.set_level(logging.INFO, "timercheck.access")
+    stream = io.StringIO()
+    write = timercheck.access_writer(stream)
+    for now in (1795929826.9995, 1795929826.9999, 1795929827.0004):
+        monkeypatch.setattr(timercheck.time, "time", lambda now=now: now)
+        write("a line")
+    stamps = re.findall(r"^\S+ \S+", stream.getvalue(), re.M)
+    local = [
+        time.strftime("%H:%M:%S", time.localtime(t)) for t in (1795929826, 1795929827)
+    ]
+    assert [stamp[-12:] for stamp in stamps] == [
+        f"{local[0]},999",
+        f"{local[0]},999",
+        f"{local[1]},000",
+    ]
