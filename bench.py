@@ -638,6 +638,10 @@ def print_table(
     def med(row: str, route: str, name: str) -> float:
         return statistics.median(getattr(f, name) for f in results[(row, route)])
 
+    def spread(row: str, route: str) -> str:
+        cpus = [f.cpu_ms for f in results[(row, route)]]
+        return f"{min(cpus):.3f}–{max(cpus):.3f}"
+
     generator = "wrk" if shutil.which("wrk") else "built-in generator"
     print(
         f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores,"
@@ -647,9 +651,9 @@ def print_table(
     )
     print(
         "| row | route | req/s | × limit | p50 ms | p99 ms | × limit p99 |"
-        " CPU ms/req | × limit CPU | RSS MB | × limit RSS | errors |"
+        " CPU ms/req | CPU range | × limit CPU | RSS MB | × limit RSS | errors |"
     )
-    print("| --- | --- |" + " ---: |" * 10)
+    print("| --- | --- |" + " ---: |" * 11)
     for row in rows:
         for route in ROUTES:
             rps, limit_rps = med(row, route, "rps"), med("limit", route, "rps")
@@ -660,8 +664,8 @@ def print_table(
             print(
                 f"| {row} | {route} | {rps:,.0f} | {rps / limit_rps:.2f} |"
                 f" {med(row, route, 'p50'):.2f} | {p99:.2f} | {p99 / limit_p99:.2f} |"
-                f" {cpu:.3f} | {cpu / limit_cpu:.2f} | {rss:.0f} |"
-                f" {rss / limit_rss:.2f} | {errors} |"
+                f" {cpu:.3f} | {spread(row, route)} | {cpu / limit_cpu:.2f} |"
+                f" {rss:.0f} | {rss / limit_rss:.2f} | {errors} |"
             )
     print()
     for row in rows:
