@@ -277,7 +277,7 @@ def measure(server: Server, path: str, seconds: float, warmup: float) -> Figures
     )
 
 
-def start_row(row: str, store_port: int | None, db: str, beside: str) -> Server:
+def start_row(row: str, store_port: int | None, db: str, beside: str = "") -> Server:
     python = sys.executable
     if row == "limit":
         return Server.start([python, "bench.py", "serve-bare"], {})
