@@ -301,17 +301,20 @@ def scripted_server(
     return listener.getsockname()[1], carried, requests
 
 
-def wire(
-    port: int, scheme: str = "http", host: str = "127.0.0.1", **options: Any
-) -> DynamoDB:
-    client = boto3.client(
+def client_at(port: int, scheme: str = "http", host: str = "127.0.0.1") -> Any:
+    return boto3.client(
         "dynamodb",
         endpoint_url=f"{scheme}://{host}:{port}",
         region_name="us-east-1",
         aws_access_key_id="a",
         aws_secret_access_key="b",
     )
-    return DynamoDB(client, Credentials("a", "b"), **options)
+
+
+def wire(
+    port: int, scheme: str = "http", host: str = "127.0.0.1", **options: Any
+) -> DynamoDB:
+    return DynamoDB(client_at(port, scheme, host), Credentials("a", "b"), **options)
 
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
@@ -421,13 +424,7 @@ def test_before_send_is_emitted_only_where_a_library_hooks_every_client(
         [h for h in botocore.handlers.BUILTIN_HANDLERS if h[0] != "before-send"],
     )
     port, carried, _ = scripted_server([OK], close_after=set())
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url=f"http://127.0.0.1:{port}",
-        region_name="us-east-1",
-        aws_access_key_id="a",
-        aws_secret_access_key="b",
-    )
+    client = client_at(port)
     api = DynamoDB(client, Credentials("a", "b"))
     seen: list[object] = []
     client.meta.events.register("before-send.dynamodb", lambda **kw: seen.append(1))
