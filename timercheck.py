@@ -2903,9 +2903,10 @@ ACCESS = "INFO timercheck.access"
 
 def access_writer(stream: Any) -> Callable[[str], None]:
     """Access lines in the log's format, without a log record per request
-    (the logging module cost a third of a check's CPU), and left in the
-    stream's buffer: `flush_often` sends them on. A warning or an error goes
-    through logging, which flushes each, access lines before it included."""
+    (which took a fifth of a check's CPU, docs/operating.md), and left in
+    the stream's buffer: `flush_often` sends them on. A warning or an error
+    goes through logging, which flushes each, the access lines before it
+    included."""
     if not access_log.isEnabledFor(logging.INFO):
         return lambda line: None
     lock = threading.Lock()
@@ -2943,8 +2944,8 @@ def buffered(stream: Any) -> Iterator[None]:
 
 
 def flush_often(stream: Any, stop: threading.Event, every: float = FLUSH_EVERY) -> None:
-    """Flush the access lines once a second, until stopped: a write and a
-    flush each cost about 5 µs a request (docs/operating.md)."""
+    """Flush the access lines once a second, until stopped: a flush after
+    each line cost about 5 µs a request (docs/operating.md)."""
     while not stop.wait(every):
         stream.flush()
 
@@ -3086,7 +3087,9 @@ def serve(config: Config) -> int:
     threading.Thread(target=probe, args=(app,), daemon=True).start()
     threading.Thread(target=follow_secret, args=(app,), daemon=True).start()
     flushing = threading.Event()
-    flusher = threading.Thread(target=flush_often, args=(sys.stdout, flushing))
+    flusher = threading.Thread(
+        target=flush_often, args=(sys.stdout, flushing), daemon=True
+    )
     flusher.start()
     if isinstance(store.store, SqliteStore) and not read_only:
         purger = threading.Thread(target=purge_forgotten, args=(store.store,))
