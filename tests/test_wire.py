@@ -121,6 +121,20 @@ def test_a_stray_second_answer_is_never_read_as_the_next_one(
         assert_about(app.get(f"/{name}"), name)
 
 
+def test_a_stray_answer_without_an_item_is_never_read_as_the_next_one(
+    proxied: tuple[TestApp, Misbehaving],
+) -> None:
+    """A never-set timer's answer (`{}`, which no key check can tell from
+    anyone's) comes again 30 ms later, before bob's request is sent: the
+    kept-alive connection is looked at before it is used, and dropped."""
+    app, proxy = proxied
+    set_timers(app)
+    proxy.arm("stray")
+    app.get("/nobody", status=404)
+    time.sleep(0.1)  # for the stray to arrive first; not a timing assertion
+    assert_about(app.get("/bob"), "bob")
+
+
 def test_an_answer_with_more_after_it_is_not_trusted(
     proxied: tuple[TestApp, Misbehaving],
 ) -> None:
