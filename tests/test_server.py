@@ -245,3 +245,39 @@ def test_an_access_line_s_stamp_follows_the_clock_across_a_second(
         f"{local[0]},999",
         f"{local[1]},000",
     ]
+
+
+def test_access_lines_wait_even_unbuffered_and_a_warning_flushes_them_first(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """As under PYTHONUNBUFFERED: a write-through stream is held while
+    serving; a warning logged to it goes out at once, after the access lines
+    before it; the stream is as it was afterwards."""
+    import io
+    import logging
+
+    import timercheck
+
+    caplog.set_level(logging.INFO, "timercheck.access")
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, write_through=True)
+    logger = logging.getLogger("test_server.warnings")
+    handler = logging.StreamHandler(stream)
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        write = timercheck.access_writer(stream)
+        with timercheck.buffered(stream):
+            write("first")
+            write("second")
+            assert raw.getvalue() == b""  # held
+            logger.warning("the store is down")
+            lines = raw.getvalue().decode().splitlines()
+            said = [line.rsplit(" ", 1)[-1] for line in lines[:2]]
+            assert said == ["first", "second"]
+            assert lines[2:] == ["the store is down"]
+            write("third")
+        assert raw.getvalue().decode().endswith(" third\n")  # flushed at the end
+        assert stream.write_through
+    finally:
+        logger.removeHandler(handler)
