@@ -1652,6 +1652,22 @@ def error_code(e: Exception) -> str:
     return type(e).__name__
 
 
+class Stamp:
+    """`time.strftime` of a time's second, made once a second: a request's
+    log line and signature each need one."""
+
+    def __init__(self, form: str, convert: Callable[[float], time.struct_time]) -> None:
+        self.form, self.convert = form, convert
+        self.last = (-1, "")  # a second, and its stamp: replaced whole
+
+    def __call__(self, now: float) -> str:
+        second, text = self.last
+        if int(now) != second:
+            text = time.strftime(self.form, self.convert(now))
+            self.last = int(now), text
+        return text
+
+
 SIGV4 = "AWS4-HMAC-SHA256"
 
 
@@ -1882,7 +1898,7 @@ class DynamoDB:
         self.quota = retries.RetryQuotaChecker(RetryQuota(), detector)
         self._link = Link()
         self._signing_keys: dict[tuple[str, str], bytes] = {}
-        self._stamp = (-1, "")  # the last request's second, as x-amz-date
+        self._stamp = Stamp("%Y%m%dT%H%M%SZ", time.gmtime)  # x-amz-date
         self.before_send = any(
             event.startswith("before-send")
             for event, *_ in botocore.handlers.BUILTIN_HANDLERS
@@ -1987,10 +2003,7 @@ class DynamoDB:
         if credentials is None:
             raise botocore.exceptions.NoCredentialsError()
         frozen = credentials.get_frozen_credentials()
-        second, stamp = self._stamp
-        if int(now) != second:
-            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-            self._stamp = int(now), stamp
+        stamp = self._stamp(now)
         date = stamp[:8]
         signing = self._signing_keys.get((frozen.secret_key, date))
         if signing is None:
@@ -2910,15 +2923,13 @@ def access_writer(stream: Any) -> Callable[[str], None]:
     if not access_log.isEnabledFor(logging.INFO):
         return lambda line: None
     lock = threading.Lock()
-    second = [-1, ""]  # the last line's second, and its stamp
+    stamp = Stamp("%Y-%m-%d %H:%M:%S", time.localtime)
 
     def write(line: str) -> None:
         now = time.time()
+        text = f"{stamp(now)},{int(now % 1 * 1000):03d} {ACCESS} {line}\n"
         with lock:
-            if int(now) != second[0]:
-                stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
-                second[:] = int(now), stamp
-            stream.write(f"{second[1]},{int(now % 1 * 1000):03d} {ACCESS} {line}\n")
+            stream.write(text)
 
     return write
 
