@@ -328,7 +328,9 @@ def dynamodb_requests_per_operation(store_port: int) -> dict[str, list[str]]:
     os.environ.update(dynamo_env(store_port))
     import timercheck
 
-    store = timercheck.DynamoStore("bench", timercheck.dynamodb_client("us-east-1"))
+    store = timercheck.DynamoStore(
+        "bench", timercheck.DynamoDB(timercheck.dynamodb_client("us-east-1"))
+    )
     store.api.before_send = True  # off where nothing hooks every client
     sent: list[str] = []
     store.client.meta.events.register(
@@ -336,7 +338,7 @@ def dynamodb_requests_per_operation(store_port: int) -> dict[str, list[str]]:
         lambda request, **kw: sent.append(str(request.headers["X-Amz-Target"])),
     )
     app = timercheck.App(store)
-    app.keys()  # read once per process, at start
+    app.token_keys()  # read once per process, at start
     seen = {}
     for label, path in (("set", "/bench-ops/600"), ("check", "/bench-ops")):
         sent.clear()

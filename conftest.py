@@ -11,7 +11,7 @@ from moto import mock_aws
 from webtest import TestApp
 
 from fakes import FakeClock, record_calls, serialize_item_operations
-from timercheck import App, DynamoStore, SqliteStore, Store, dynamodb_client
+from timercheck import App, DynamoDB, DynamoStore, SqliteStore, Store, dynamodb_client
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def fake_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def dynamo(fake_aws: None, monkeypatch: pytest.MonkeyPatch) -> DynamoStore:
     """A DynamoStore on moto, its table made by the service's own create-table."""
     serialize_item_operations(monkeypatch)
-    store = DynamoStore("timers", dynamodb_client("us-east-1"))
+    store = DynamoStore("timers", DynamoDB(dynamodb_client("us-east-1")))
     store.create_table()
     return store
 
@@ -58,5 +58,5 @@ def recorded(
     """An app on moto, and every DynamoDB operation it makes from now on.
     Its keys are loaded first, as at start: the secret is read once."""
     app = App(dynamo, clock)
-    app.keys()
+    app.token_keys()
     return TestApp(app), record_calls(dynamo.client)

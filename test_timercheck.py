@@ -31,6 +31,7 @@ from timercheck import (
     App,
     Breaker,
     Config,
+    DynamoDB,
     DynamoStore,
     Miss,
     SqliteStore,
@@ -619,7 +620,7 @@ def test_missing_dynamodb_table_is_503_never_404(
 ) -> None:
     from timercheck import dynamodb_client
 
-    store = DynamoStore("no-such-table", dynamodb_client("us-east-1"))
+    store = DynamoStore("no-such-table", DynamoDB(dynamodb_client("us-east-1")))
     assert_unavailable(TestApp(App(store, clock)))
 
 
@@ -631,7 +632,7 @@ def test_unreachable_dynamodb_is_503_quickly(
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(name, "testing")
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", f"http://127.0.0.1:{free_port()}")
-    store = DynamoStore("timers", dynamodb_client("us-east-1"))
+    store = DynamoStore("timers", DynamoDB(dynamodb_client("us-east-1")))
     app = TestApp(App(store, clock))
     started = time.monotonic()
     response = app.get("/job", status=503)

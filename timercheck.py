@@ -11,21 +11,29 @@ GET    /-/{token}          a read-only URL: any check of the timer, never a writ
 
 python timercheck.py [serve | create-table | hash NAME]
 
-The module reads in the order a request meets it:
-  config       Config, from the environment
-  timers       Timer, what a reset means, its history, and the contract of a
-               store
-  secrets      the store's secret: read-only tokens, keyed name hashes
-  answers      Reply and HTTPError, and the views of a timer: JSON, history,
-               text, badges, and the page for people
-  requests     names, seconds and the query; prefetchers and link unfurlers
-  handlers     one per route, the route table
-  app          App: handle, encode, respond, log
-  stores       SqliteStore beside its SQL; DynamoStore beside its item mapping
-               and its wire: SigV4 and one HTTP/1.1 exchange per operation
-  breaker      Breaker, which keeps a failing store from taking every thread
-  entry point  make_store; waitress's queue (health first) and accept loop;
-               the open-file limit; serve, main
+The module reads from the model out to the server, and each section uses
+only what is above it; type annotations alone name things further down
+(a handler's `app: App`, a DynamoStore's `api: DynamoDB`):
+  config          Config, from the environment
+  timers          Timer, what a reset means, its history, and the contract
+                  of a store
+  secrets         the store's secret: read-only tokens, keyed name hashes
+  views           Reply and HTTPError, and the views of a timer: JSON,
+                  history, text, badges, and the page for people
+  requests        names, seconds and the query; prefetchers and link
+                  unfurlers
+  handlers        one per route, the route table
+  app             App: handle, encode, respond
+  stores          SqliteStore beside its SQL; DynamoStore beside its item
+                  mapping
+  breaker         Breaker, which keeps a failing store from taking every
+                  thread
+  wire            DynamoDB's API by hand: SigV4, one HTTP/1.1 exchange per
+                  operation
+  waitress hooks  health first, accept bursts, shedding by time waited, one
+                  send an answer, no write spin
+  entry point     make_store, the log, the threads beside the server; serve
+                  and main, which tie the rest together and so come last
 """
 
 from __future__ import annotations
@@ -130,7 +138,7 @@ class Setting:
     """One environment variable: what it sets, how it is read, and its range."""
 
     name: str
-    field: str
+    attribute: str  # Config's
     kind: str  # text, sqlite, host, integer or level
     default: str | int | None
     meaning: str
@@ -232,7 +240,7 @@ SETTINGS = (
         "the least important log lines written; DEBUG adds one a store call",
     ),
 )  # fmt: skip
-DEFAULTS = {setting.field: setting.default for setting in SETTINGS}
+DEFAULTS = {setting.attribute: setting.default for setting in SETTINGS}
 
 
 @dataclass(frozen=True)
@@ -268,7 +276,7 @@ class Config:
             if setting.name == "REGION":
                 text = text or env.get("AWS_REGION", "")
             if text:
-                values[setting.field] = setting.parse(text)
+                values[setting.attribute] = setting.parse(text)
         return cls(**values)
 
 
@@ -460,7 +468,7 @@ def derive(secret: bytes, purpose: bytes, length: int) -> bytes:
     return HKDF(hashes.SHA256(), length, None, b"timercheck " + purpose).derive(secret)
 
 
-class Keys:
+class TokenKeys:
     """What the store's secret gives every task alike: a timer's read-only
     token (its name under AES-SIV, deterministic and authenticated, so the
     same name always has the same token and no token can be made or read
@@ -497,7 +505,7 @@ class Keys:
         ).hexdigest()
 
 
-# -- answers --
+# -- views --
 
 
 @dataclass
@@ -523,12 +531,12 @@ class HTTPError(Exception):
         return Reply(self.status, body, headers=list(self.headers))
 
 
-STATUSES = {"running": 200, "expired": 504, "missed": 504, "never-set": 404}
+STATE_STATUS = {"running": 200, "expired": 504, "missed": 504, "never-set": 404}
 JSON = json.JSONEncoder(separators=(",", ":"))
 JSON_DECODER = json.JSONDecoder()
 
 
-def human(seconds: int) -> str:
+def human_duration(seconds: int) -> str:
     """43m, 2h 5m, 3d: a duration for people."""
     if seconds < 60:
         return f"{seconds}s"
@@ -569,7 +577,7 @@ def json_view(
         body = check_fields(name, timer, now_ms, "expired")
         body["message"] = "Timer timed out"
         body["errorMessage"] = "timer timed out"
-    return Reply(STATUSES[state], body, state)
+    return Reply(STATE_STATUS[state], body, state)
 
 
 # Without ?since=, the badge and the text view have no poller's count of
@@ -600,7 +608,7 @@ def text_view(
         line = f"missed {timer.misses} remaining {timer.remaining(now_ms)}"
     else:
         line = f"running {timer.remaining(now_ms)}"
-    return Reply(STATUSES[state], line + "\n", state)
+    return Reply(STATE_STATUS[state], line + "\n", state)
 
 
 # Verdana 11px, as shields.io draws badges; other characters count as 7.
@@ -666,10 +674,10 @@ def badge(
         return state, "never set"
     remaining = timer.remaining(now_ms)
     if state == "expired":
-        return state, f"expired · {human(-remaining)} ago"
+        return state, f"expired · {human_duration(-remaining)} ago"
     if shown_state(timer, now_ms, state, since) == "missed":
         return "missed", f"missed {timer.misses - (since or 0)}× · running"
-    return state, f"running · {human(remaining)} left"
+    return state, f"running · {human_duration(remaining)} left"
 
 
 def shields_reply(name: str, message: str, color: str, state: str | None) -> Reply:
@@ -707,7 +715,7 @@ def history_view(
     return reply
 
 
-# -- the page for people --
+# -- views: the page for people --
 
 PAGE_HEADERS = (
     *SVG_HEADERS,  # no script, nothing fetched, no sniffing
@@ -747,7 +755,7 @@ def utc(seconds: float) -> str:
 
 def lateness(entry: Entry) -> str:
     overdue = entry.overdue_seconds or 0
-    return f"late by {human(overdue)}" if overdue else "late by under 1s"
+    return f"late by {human_duration(overdue)}" if overdue else "late by under 1s"
 
 
 def chart(entries: list[Entry]) -> str:
@@ -760,8 +768,8 @@ def chart(entries: list[Entry]) -> str:
         summary = (
             f"{len(gaps)} gap{'s' if len(gaps) > 1 else ''} between resets,"
             f" {late} of them late. The longest"
-            f" was {human((longest.gap_ms or 0) // 1000)} against a period of"
-            f" {human(longest.period or 0)}."
+            f" was {human_duration((longest.gap_ms or 0) // 1000)} against a period of"
+            f" {human_duration(longest.period or 0)}."
         )
     else:
         summary = "No gaps yet: the chart needs two resets."
@@ -779,7 +787,7 @@ def chart(entries: list[Entry]) -> str:
         f' x2="{CHART_WIDTH - CHART_PAD}" y2="{CHART_HEIGHT - CHART_PAD}"'
         ' stroke="#999"/>'
         f'<text x="{CHART_PAD}" y="16" font-size="12" fill="#555">'
-        f"{human(round(top / 1000))}</text>"
+        f"{human_duration(round(top / 1000))}</text>"
     ]
     for i, entry in enumerate(gaps):
         gap, period = entry.gap_ms or 0, (entry.period or 0) * 1000
@@ -787,8 +795,9 @@ def chart(entries: list[Entry]) -> str:
         x = CHART_PAD + i * slot
         period_y = CHART_HEIGHT - CHART_PAD - period / top * inner
         said = (
-            f"{utc(entry.reset_ms // 1000)}: {human(gap // 1000)} after the reset"
-            f" before, against a period of {human(entry.period or 0)}"
+            f"{utc(entry.reset_ms // 1000)}: {human_duration(gap // 1000)} after"
+            f" the reset before, against a period of"
+            f" {human_duration(entry.period or 0)}"
             + (f", {lateness(entry)}" if entry.late else "")
         )
         colour = SVG_COLORS["expired" if entry.late else "running"]
@@ -820,7 +829,7 @@ def history_rows(entries: list[Entry]) -> str:
             cell = "<td>on time</td>"
         rows.append(
             f"<tr><td><time>{utc(entry.reset_ms // 1000)}</time></td>"
-            f"<td>{human(entry.seconds)}</td>{cell}</tr>"
+            f"<td>{human_duration(entry.seconds)}</td>{cell}</tr>"
         )
     return "".join(rows)
 
@@ -840,21 +849,21 @@ def page(
         told = "This timer has never been set, or it was deleted or forgotten."
     elif state == "running":
         left = timer.remaining(now_ms)
-        told = f"{human(left)} left ({left} s)."
+        told = f"{human_duration(left)} left ({left} s)."
     elif state == "missed":
         told = (
             "It expired and was reset since your last check;"
-            f" {human(timer.remaining(now_ms))} left."
+            f" {human_duration(timer.remaining(now_ms))} left."
         )
     else:
         since_expiry = -timer.remaining(now_ms)
-        told = f"It expired {human(since_expiry)} ago ({since_expiry} s)."
+        told = f"It expired {human_duration(since_expiry)} ago ({since_expiry} s)."
     facts = []
     if timer is not None:
         deadline = (timer.start_ms + timer.seconds * 1000) // 1000
         facts += [
             ("Deadline", f"<time>{utc(deadline)}</time>"),
-            ("Period", f"{human(timer.seconds)} ({timer.seconds} s)"),
+            ("Period", f"{human_duration(timer.seconds)} ({timer.seconds} s)"),
             ("Last reset", f"<time>{utc(timer.start_ms // 1000)}</time>"),
             ("Misses", str(timer.misses)),
         ]
@@ -864,7 +873,7 @@ def page(
                     "Last miss",
                     f"expired <time>{utc(miss.expired_at)}</time>, reset"
                     f" <time>{utc(miss.reset_at)}</time>,"
-                    f" {human(miss.overdue_seconds)} late",
+                    f" {human_duration(miss.overdue_seconds)} late",
                 )
             )
     label = html.escape(label)
@@ -907,7 +916,7 @@ def html_view(
 ) -> Reply:
     text = page(name, timer, now_ms, state, entries)
     headers = list(PAGE_HEADERS)
-    return Reply(STATUSES[state], text, state, headers, "text/html; charset=utf-8")
+    return Reply(STATE_STATUS[state], text, state, headers, "text/html; charset=utf-8")
 
 
 View = Callable[[str, Timer | None, int, str, int | None], Reply]
@@ -1009,7 +1018,7 @@ def parse_query(req: Request) -> tuple[str, int | None]:
     return view, int(since)
 
 
-# -- link unfurlers and prefetchers, whose GET of a set URL must set nothing --
+# -- requests: link unfurlers and prefetchers, whose GET of a set URL sets nothing --
 
 UNFURLERS = re.compile(
     r"\b("
@@ -1096,7 +1105,7 @@ def read_only_check(app: App, req: Request, token: str) -> Reply:
     """A check through a read-only URL: any view, never a write, and never
     the name, which the token stands for."""
     label = parse_label(req)
-    name = app.keys().name(token)
+    name = app.token_keys().name(token)
     if name is None:
         raise HTTPError(404, "no timer has that read-only URL")
     return check(app, req, name, label)
@@ -1125,7 +1134,7 @@ def set_timer(app: App, req: Request, name: str, seconds_text: str) -> Reply:
         reply = check(app, req, name, name, negotiate=False)
         reply.headers.append(("X-Timer-Ignored", reason))
         return reply
-    token = app.keys().token(name)  # before the write: a 503 here sets nothing
+    token = app.token_keys().token(name)  # before the write: a 503 here sets nothing
     countdown = Timer(name, now, seconds, now // 1000 + seconds + app.retention)
     outcome = reset(app.store.put(countdown), countdown, now)
     timer = outcome.timer
@@ -1326,28 +1335,28 @@ class App:
             trusted_proxy_count,
         )
         self.access = access or (lambda line: access_log.info("%s", line))
-        self._keys: Keys | None = None
+        self._token_keys: TokenKeys | None = None
         self._secret = b""
 
-    def keys(self) -> Keys:
+    def token_keys(self) -> TokenKeys:
         """From the store's secret, fetched once (StoreUnavailable until then),
         and again by `follow_secret`."""
-        if self._keys is None:
-            self.refresh_keys()
-        return self._keys  # type: ignore[return-value]
+        if self._token_keys is None:
+            self.refresh_token_keys()
+        return self._token_keys  # type: ignore[return-value]
 
-    def refresh_keys(self) -> None:
+    def refresh_token_keys(self) -> None:
         """Adopt the store's current secret: a new one when it was deleted
         (which revokes every read-only URL), made by whichever task asks
         first and taken by the others."""
         secret = self.store.secret()
         if secret != self._secret:
-            if self._keys is not None:
+            if self._token_keys is not None:
                 log.warning(
                     "the store's secret changed: read-only URLs made before"
                     " no longer answer"
                 )
-            self._keys, self._secret = Keys(secret), secret
+            self._token_keys, self._secret = TokenKeys(secret), secret
 
     def name_hash(self, name: str | None) -> str:
         """Logs name a timer by a keyed hash: whoever knows a name can reset
@@ -1355,7 +1364,7 @@ class App:
         loaded (at start, or by the first set) the hash is `?`."""
         if not name:
             return "-"
-        return self._keys.name_hash(name) if self._keys else "?"
+        return self._token_keys.name_hash(name) if self._token_keys else "?"
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -1635,563 +1644,16 @@ class SqliteStore:
         return bytes(row[0])
 
 
-def dynamodb_client(region: str | None = None) -> Any:
-    """boto3's client, for create-table and for what boto3 resolves: the
-    region and the endpoint (AWS_ENDPOINT_URL_DYNAMODB included)."""
-    config = botocore.config.Config(
-        connect_timeout=1,
-        read_timeout=1.5,
-        retries={"mode": "standard", "total_max_attempts": 2},
-    )
-    return boto3.session.Session().client("dynamodb", region_name=region, config=config)
-
-
 def error_code(e: Exception) -> str:
     if isinstance(e, ClientError):
         return e.response.get("Error", {}).get("Code", "ClientError")
     return type(e).__name__
 
 
-class Stamp:
-    """`time.strftime` of a time's second, made once a second: a request's
-    log line and signature each need one."""
+SECRET_ITEM = "~secret"
 
-    def __init__(self, form: str, convert: Callable[[float], time.struct_time]) -> None:
-        self.form, self.convert = form, convert
-        self.last = (-1, "")  # a second, and its stamp: replaced whole
 
-    def __call__(self, now: float) -> str:
-        second, text = self.last
-        if int(now) != second:
-            text = time.strftime(self.form, self.convert(now))
-            self.last = int(now), text
-        return text
-
-
-SIGV4 = "AWS4-HMAC-SHA256"
-
-
-def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
-    key = f"AWS4{secret}".encode()
-    for part in (date, region, service, "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    return key
-
-
-def authorization(
-    headers: Mapping[str, str], body: bytes, key_id: str, key: bytes, scope: str
-) -> str:
-    """SigV4's Authorization for a POST to / with no query, signing every
-    header given (lower-case names, `host` and `x-amz-date` among them)."""
-    names = sorted(headers)
-    signed = ";".join(names)
-    canonical = "".join(f"{n}:{' '.join(headers[n].split())}\n" for n in names)
-    request = f"POST\n/\n\n{canonical}\n{signed}\n{hashlib.sha256(body).hexdigest()}"
-    digest = hashlib.sha256(request.encode()).hexdigest()
-    to_sign = f"{SIGV4}\n{headers['x-amz-date']}\n{scope}\n{digest}"
-    signature = hmac.new(key, to_sign.encode(), "sha256").hexdigest()  # OpenSSL's
-    return (
-        f"{SIGV4} Credential={key_id}/{scope},"
-        f" SignedHeaders={signed}, Signature={signature}"
-    )
-
-
-class Answer(NamedTuple):  # what botocore's retry policy reads of a response
-    status_code: int
-    headers: Mapping[str, str]  # lower-case names
-    content: bytes
-
-
-MAX_ANSWER = 1 << 20  # bytes; DynamoDB's largest item is 400 KB
-RECEIVE = 65536  # bytes a read asks for
-
-
-KEPT_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"x-amz-crc32"})
-
-
-class Framing:
-    """httptools' callbacks for the answers on one connection, one request's
-    at a time (httptools, the binding of Node's llhttp, parsed a DynamoDB
-    answer in 3.0 µs here; h11 took 58 µs). It passes over 1xx answers, and
-    anything after the final answer, or an answer whose end only a closed
-    connection could tell, is an error: nothing that could belong to another
-    request is ever read as this one's answer."""
-
-    __slots__ = ("parser", "status", "headers", "body", "keep", "done")
-
-    def __init__(self) -> None:
-        self.parser = httptools.HttpResponseParser(self)
-        self.start()
-
-    def start(self) -> None:
-        """Ready for the answer to the next request."""
-        self.status = 0
-        self.headers: dict[str, str] = {}  # those it reads, lower-case
-        self.body: list[bytes] = []
-        self.keep = self.done = False
-
-    def on_message_begin(self) -> None:
-        if self.done:
-            raise ValueError("more after the answer")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if (name := name.lower()) in KEPT_HEADERS:
-            self.headers[name.decode()] = value.decode("latin-1")
-
-    def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
-        if self.status == 101:
-            raise ValueError("an upgrade")
-        if self.status >= 200 and not (
-            "content-length" in self.headers
-            or self.headers.get("transfer-encoding", "").lower().endswith("chunked")
-        ):
-            raise ValueError("an answer with no length")
-        self.keep = self.parser.should_keep_alive()  # not known once it ends
-
-    def on_body(self, data: bytes) -> None:
-        self.body.append(data)
-
-    def on_message_complete(self) -> None:
-        if self.status < 200:  # 100 Continue, 103 Early Hints: more to come
-            self.headers = {}
-        else:
-            self.done = True
-
-    def answer(self) -> Answer:
-        return Answer(self.status, self.headers, b"".join(self.body))
-
-
-class ProxyAt(NamedTuple):
-    """An HTTP proxy, from HTTP_PROXY or HTTPS_PROXY as botocore reads them."""
-
-    address: tuple[str, int]
-    authorization: str | None  # Proxy-Authorization, from user:password@
-    shown: str  # the URL without its password, for the log
-
-
-def proxy_for(url: str) -> ProxyAt | None:
-    """The proxy botocore would send a request for `url` through (NO_PROXY
-    honoured), or None. ConfigError for one this service cannot use."""
-    scheme = urlsplit(url).scheme
-    proxy = botocore.utils.get_environ_proxies(url).get(scheme)
-    if not proxy:
-        return None
-    variable = f"{scheme.upper()}_PROXY"
-    parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-    if parts.scheme != "http" or not parts.hostname:
-        raise ConfigError(f"{variable} must be an http:// proxy URL")
-    credentials = None
-    if parts.username is not None:
-        user = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        credentials = "Basic " + base64.b64encode(user.encode()).decode()
-    port = parts.port or 80
-    return ProxyAt(
-        (parts.hostname, port), credentials, f"http://{parts.hostname}:{port}"
-    )
-
-
-def set_timeouts(sock: socket.socket, seconds: float) -> None:
-    """The kernel's timeouts on a blocking socket: one system call a read,
-    where Python's own timeout polls before each."""
-    whole = int(seconds)
-    value = struct.pack("@ll", whole, max(1, int((seconds - whole) * 1e6)))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
-
-
-def stale(link: Link, tls: bool) -> bool:
-    """Whether an idle kept-alive connection has something to read, or its
-    end, before a request is sent: a stray answer, or the server's close.
-    Under TLS, bytes the TLS layer holds, or encrypted bytes in the kernel."""
-    return bool(
-        (tls and link.sock.pending())  # type: ignore[union-attr]
-        or link.poller.poll(0)
-    )
-
-
-class Link(threading.local):
-    """A thread's kept-alive connection: its socket, the kernel timeout the
-    socket has, a poller that tells what waits on it, and the framing of its
-    answers; and the buffer the thread reads into."""
-
-    sock: socket.socket | None = None
-    timeout = 0.0
-
-    def __init__(self) -> None:
-        self.buffer = bytearray(RECEIVE)
-        self.view = memoryview(self.buffer)
-
-    def open(self, sock: socket.socket) -> None:
-        self.sock, self.timeout = sock, 0.0
-        self.poller = select.poll()
-        self.poller.register(sock, select.POLLIN)
-        self.framing = Framing()
-
-
-class DynamoDB:
-    """DynamoDB's JSON API, one signed POST per operation, on one kept-alive
-    connection per thread. boto3's client spent about 1 ms of CPU a call
-    (docs/operating.md); boto3 still resolves the region, the endpoint and
-    the credentials (refreshed as the task role's rotate), and botocore
-    decides what is retried, after how long, and how many retries a failing
-    store gets (its standard mode's retry quota). A call ends by `deadline`
-    seconds, every attempt and wait included.
-
-    botocore's `before-send` event is emitted as its client does, so that
-    what stands in for DynamoDB there (moto, a test's fault) answers here
-    too; but only where something may listen, since building botocore's
-    request for it cost 6 µs a call: where a library hooks every client's
-    (moto does, once imported), or where `before_send` is set.
-
-    Every answer that carries an item is checked against the key asked for:
-    HTTP/1.1 pairs answers with requests by their order alone, and a server
-    or proxy that breaks the order must cost a retry, never a wrong timer."""
-
-    VERSION = "DynamoDB_20120810"
-
-    def __init__(
-        self,
-        client: Any,
-        credentials: Any = None,
-        attempts: int = 2,
-        timeouts: tuple[float, float] = (1.0, 1.5),  # connect, read
-        deadline: float = 4.0,
-    ) -> None:
-        self.url = client.meta.endpoint_url.rstrip("/") + "/"
-        parts = urlsplit(self.url)
-        default_port = 443 if parts.scheme == "https" else 80
-        self.address = (parts.hostname or "", parts.port or default_port)
-        # Named as botocore's SigV4Auth names it: lower case, the port only
-        # when it is not the scheme's own.
-        host = parts.hostname or ""
-        host = f"[{host}]" if ":" in host else host
-        self.host = (
-            host if parts.port in (None, default_port) else f"{host}:{parts.port}"
-        )
-        self.tls = parts.scheme == "https"
-        self.proxy = proxy_for(self.url)
-        # Through a proxy, a plain-HTTP request names the whole URL; under
-        # TLS the proxy only carries the connection (CONNECT).
-        target = self.url if self.proxy and not self.tls else "/"
-        self.request_line = f"POST {target} HTTP/1.1\r\n"
-        if self.proxy and self.proxy.authorization and not self.tls:
-            self.request_line += f"proxy-authorization: {self.proxy.authorization}\r\n"
-        self.ca_bundle = None
-        if self.tls:  # AWS_CA_BUNDLE, or the profile's ca_bundle, as botocore
-            self.ca_bundle = botocore.session.get_session().get_config_variable(
-                "ca_bundle"
-            )
-        self.region = client.meta.region_name
-        self.events = client.meta.events
-        self.service = client.meta.service_model
-        self.credentials = credentials
-        self.timeouts = timeouts
-        self.deadline = deadline
-        detector = retries.ThrottlingErrorDetector(retries.RetryEventAdapter())
-        self.policy = retries.RetryPolicy(
-            retries.StandardRetryConditions(max_attempts=attempts),
-            retries.ExponentialBackoff(
-                service_name="dynamodb", throttling_detector=detector
-            ),
-        )
-        self.quota = retries.RetryQuotaChecker(RetryQuota(), detector)
-        self._link = Link()
-        self._signing_keys: dict[tuple[str, str], bytes] = {}
-        self._stamp = Stamp("%Y%m%dT%H%M%SZ", time.gmtime)  # x-amz-date
-        self.before_send = any(
-            event.startswith("before-send")
-            for event, *_ in botocore.handlers.BUILTIN_HANDLERS
-        )
-
-    def call(self, operation: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """The operation's answer; botocore's exceptions as its client raises
-        them (ClientError for an error DynamoDB answered, with the item of a
-        failed condition where the server sends it)."""
-        body = JSON.encode(payload).encode()
-        deadline = time.monotonic() + self.deadline
-        request_context: dict[str, Any] = {}
-        attempt = 0
-        while True:
-            attempt += 1
-            answer, failure, error = None, None, None
-            try:
-                answer = self.send(operation, body, deadline)
-            except botocore.exceptions.BotoCoreError as e:
-                failure = e
-            if answer is not None:
-                fields, error, failure = self.read(answer, payload.get("Key"))
-                if fields is not None:
-                    self.quota.release_retry_quota(request_context, answer)
-                    return fields
-                if failure is not None:
-                    answer = None
-            context = retries.RetryContext(
-                attempt_number=attempt,
-                operation_model=self.service.operation_model(operation),
-                parsed_response=error,
-                http_response=answer,
-                caught_exception=failure,
-                request_context=request_context,
-            )
-            delay = 0.0
-            retry = self.policy.should_retry(context)
-            if retry:
-                delay = self.policy.compute_retry_delay(context)
-                retry = time.monotonic() + delay < deadline
-            if not (retry and self.quota.acquire_retry_quota(context)):
-                if failure is not None:
-                    raise failure
-                raise ClientError(error or {}, operation)
-            time.sleep(delay)
-
-    def read(
-        self, answer: Answer, key: dict[str, Any] | None
-    ) -> tuple[
-        dict[str, Any] | None,
-        dict[str, Any] | None,
-        botocore.exceptions.BotoCoreError | None,
-    ]:
-        """What an answer says: its fields, or the error DynamoDB answered, or
-        a fault to retry; none of them for a body that fails its CRC32, which
-        botocore's retry policy reads from the answer itself."""
-        crc = answer.headers.get("x-amz-crc32")
-        if crc is not None and int(crc) != zlib.crc32(answer.content):
-            return None, None, None
-        try:
-            content = answer.content
-            fields = JSON_DECODER.decode(content.decode()) if content else {}
-            if not isinstance(fields, dict):
-                raise ValueError("an answer that is not a JSON object")
-        except ValueError as e:
-            if answer.status_code == 200:  # garbled: a transient fault
-                return None, None, self.fault(e)
-            fields = None
-        error = None
-        if answer.status_code != 200:
-            fields = error = self.error(answer.status_code, fields)
-        if not about(key, fields):
-            return None, None, self.fault(ValueError("an answer about another item"))
-        return (None, error, None) if error else (fields, None, None)
-
-    def fault(self, cause: Exception) -> botocore.exceptions.BotoCoreError:
-        """A transient fault for the retry policy; the connection that
-        brought it is not used again."""
-        self.drop()
-        return botocore.exceptions.HTTPClientError(error=cause)
-
-    @staticmethod
-    def error(status: int, fields: Any) -> dict[str, Any]:
-        """An error answer as botocore's client parses it: the code is the
-        end of `__type`, or the status when there is none; a failed
-        condition's item where the server sends it."""
-        if not isinstance(fields, dict):
-            fields = {}
-        kind = fields.get("__type", "")
-        error = {
-            "Error": {"Code": str(kind).rpartition("#")[2] or str(status)},
-            "ResponseMetadata": {"HTTPStatusCode": status},
-        }
-        if "Item" in fields:
-            error["Item"] = fields["Item"]
-        return error
-
-    def signed_headers(self, operation: str, body: bytes, now: float) -> dict[str, str]:
-        credentials = self.credentials
-        if credentials is None:
-            credentials = self.credentials = boto3.session.Session().get_credentials()
-        if credentials is None:
-            raise botocore.exceptions.NoCredentialsError()
-        frozen = credentials.get_frozen_credentials()
-        stamp = self._stamp(now)
-        date = stamp[:8]
-        signing = self._signing_keys.get((frozen.secret_key, date))
-        if signing is None:
-            signing = signing_key(frozen.secret_key, date, self.region, "dynamodb")
-            self._signing_keys = {(frozen.secret_key, date): signing}
-        headers = {
-            "content-type": "application/x-amz-json-1.0",
-            "host": self.host,
-            "x-amz-date": stamp,
-            "x-amz-target": f"{self.VERSION}.{operation}",
-        }
-        if frozen.token:
-            headers["x-amz-security-token"] = frozen.token
-        scope = f"{date}/{self.region}/dynamodb/aws4_request"
-        headers["authorization"] = authorization(
-            headers, body, frozen.access_key, signing, scope
-        )
-        return headers
-
-    def send(self, operation: str, body: bytes, deadline: float) -> Answer:
-        headers = self.signed_headers(operation, body, time.time())
-        if self.before_send:
-            request = AWSPreparedRequest(
-                "POST", self.url, HeadersDict(headers), body, False
-            )
-            _, stand_in = self.events.emit_until_response(
-                f"before-send.dynamodb.{operation}", request=request
-            )
-            if stand_in is not None:
-                return Answer(stand_in.status_code, stand_in.headers, stand_in.content)
-        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        head = f"{self.request_line}{head}content-length: {len(body)}\r\n\r\n"
-        return self.post(head.encode() + body, deadline)
-
-    def post(self, request: bytes, deadline: float) -> Answer:
-        """One request and its answer on this thread's connection, by the
-        deadline. A plain HTTP/1.1 exchange: http.client spent a third of a
-        call parsing."""
-        link = self._link
-        sock = self.connection(deadline)
-        framing = link.framing
-        framing.start()
-        received = 0
-        try:
-            self.fit_timeout(deadline)
-            sock.sendall(request)
-            while True:
-                got = sock.recv_into(link.buffer)
-                if not got:
-                    raise ValueError("the answer was cut short")
-                received += got
-                if received > MAX_ANSWER:
-                    raise ValueError(f"an answer over {MAX_ANSWER} bytes")
-                framing.parser.feed_data(link.view[:got])
-                if framing.done:
-                    break
-                self.fit_timeout(deadline)
-        except (
-            TimeoutError,
-            BlockingIOError,
-            ssl.SSLWantReadError,
-            ssl.SSLWantWriteError,
-        ) as e:
-            self.drop()
-            raise botocore.exceptions.ReadTimeoutError(
-                endpoint_url=self.url, error=e
-            ) from e
-        except (OSError, ValueError, httptools.HttpParserError) as e:
-            self.drop()
-            raise botocore.exceptions.ConnectionClosedError(
-                endpoint_url=self.url, error=e
-            ) from e
-        if not framing.keep:
-            self.drop()
-        return framing.answer()
-
-    def fit_timeout(self, deadline: float) -> None:
-        """Keep the socket's timeout within the call's deadline: a read
-        timeout alone lets a server that drips a byte at a time hold a
-        thread for minutes."""
-        link = self._link
-        want = min(self.timeouts[1], deadline - time.monotonic())
-        if want <= 0:
-            raise TimeoutError("the call's deadline passed")
-        if want < link.timeout or link.timeout < self.timeouts[1] <= want:
-            set_timeouts(link.sock, want)  # type: ignore[arg-type]
-            link.timeout = want
-
-    def connection(self, deadline: float) -> socket.socket:
-        link = self._link
-        if link.sock is not None and stale(link, self.tls):
-            self.drop()  # closed by the server while idle, or a stray answer
-        if link.sock is None:
-            link.open(self.connect(deadline))
-        return link.sock  # type: ignore[return-value]
-
-    def connect(self, deadline: float) -> socket.socket:
-        """A new connection to the store, through the proxy if there is one,
-        left blocking: the kernel's timeouts are set before each use."""
-        timeout = min(self.timeouts[0], deadline - time.monotonic())
-        sock = None
-        try:
-            if timeout <= 0:
-                raise TimeoutError("the call's deadline passed")
-            sock = socket.create_connection(
-                self.proxy.address if self.proxy else self.address, timeout
-            )
-            if self.tls:
-                if self.proxy:
-                    tunnel(sock, self.host, self.proxy.authorization)
-                sock = tls_context(self.ca_bundle).wrap_socket(
-                    sock, server_hostname=self.address[0]
-                )
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.settimeout(None)
-            return sock
-        except TimeoutError as e:
-            if sock is not None:
-                sock.close()
-            raise botocore.exceptions.ConnectTimeoutError(
-                endpoint_url=self.url, error=e
-            ) from e
-        except (OSError, ValueError, httptools.HttpParserError) as e:
-            if sock is not None:
-                sock.close()
-            raise botocore.exceptions.EndpointConnectionError(
-                endpoint_url=self.url, error=e
-            ) from e
-
-    def drop(self) -> None:
-        link = self._link
-        if link.sock is not None:
-            link.sock.close()
-            link.sock = None
-
-
-def about(key: dict[str, Any] | None, fields: dict[str, Any]) -> bool:
-    """Whether an answer's item, where it carries one, has the key asked for."""
-    item = fields.get("Item") or fields.get("Attributes")
-    if not item or key is None:
-        return True
-    if not isinstance(item, dict):
-        return False
-    for name, value in key.items():
-        if item.get(name) != value:
-            return False
-    return True
-
-
-class Tunnel:
-    """httptools' callbacks for a proxy's answer to CONNECT: its head only."""
-
-    __slots__ = ("parser", "status")
-
-    def __init__(self) -> None:
-        self.parser = httptools.HttpResponseParser(self)
-        self.status = 0
-
-    def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
-
-
-def tunnel(sock: socket.socket, host: str, authorization: str | None) -> None:
-    """Ask an HTTP proxy for a connection to `host` (CONNECT), for TLS."""
-    request = f"CONNECT {host} HTTP/1.1\r\nhost: {host}\r\n"
-    if authorization:
-        request += f"proxy-authorization: {authorization}\r\n"
-    sock.sendall(f"{request}\r\n".encode())
-    framing, head = Tunnel(), b""
-    while not framing.status:
-        chunk = sock.recv(RECEIVE)
-        head += chunk
-        if not chunk or len(head) > MAX_ANSWER:
-            raise ValueError("the proxy did not answer CONNECT")
-        framing.parser.feed_data(chunk)
-    if not 200 <= framing.status < 300 or not head.endswith(b"\r\n\r\n"):
-        raise ValueError(f"the proxy answered CONNECT with {framing.status}")
-
-
-@functools.cache
-def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=ca_bundle or get_cert_path(True))
-
-
-SECRET_KEY = "~secret"
-
-
-def key(name: str) -> dict[str, dict[str, str]]:
+def item_key(name: str) -> dict[str, dict[str, str]]:
     return {"timer": {"S": name}}
 
 
@@ -2228,7 +1690,7 @@ class ConditionFailed(Exception):
         self.item = item
 
 
-def understood(method: Callable[..., T]) -> Callable[..., T]:
+def unreadable_is_unavailable(method: Callable[..., T]) -> Callable[..., T]:
     """An answer the store cannot read (an item without its fields, an
     endpoint that only looks like DynamoDB) is the store's fault: a 503."""
 
@@ -2287,10 +1749,9 @@ ADD_MISS_CONDITION = (
 class DynamoStore:
     """Timers in a DynamoDB table, one item per timer, hash key `timer`."""
 
-    def __init__(self, table: str, client: Any = None) -> None:
-        self.table = table
-        self.client = client or dynamodb_client()
-        self.api = DynamoDB(self.client)
+    def __init__(self, table: str, api: DynamoDB) -> None:
+        self.table, self.api = table, api
+        self.client = api.client  # boto3's, to create the table
 
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         try:
@@ -2314,7 +1775,7 @@ class DynamoStore:
             raise StoreUnavailable(f"dynamodb {operation}: {code}") from e
 
     def _item(self, name: str) -> dict[str, Any] | None:
-        answer = self._call("GetItem", Key=key(name), ConsistentRead=True)
+        answer = self._call("GetItem", Key=item_key(name), ConsistentRead=True)
         return answer.get("Item")
 
     def _write_once(
@@ -2328,7 +1789,7 @@ class DynamoStore:
         try:
             answer = self._call(
                 "UpdateItem",
-                Key=key(name),
+                Key=item_key(name),
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 **update,
@@ -2338,11 +1799,11 @@ class DynamoStore:
             return item if item is not None and item.get(id_name) == write else None
         return answer["Attributes"]
 
-    @understood
+    @unreadable_is_unavailable
     def get(self, name: str, resets: bool = False) -> Timer | None:
         return from_item(name, self._item(name), resets=resets)
 
-    @understood
+    @unreadable_is_unavailable
     def put(self, timer: Timer) -> Timer | None:
         start = f"{timer.start_ms // 1000}.{timer.start_ms % 1000:03d}"
         write = write_id()
@@ -2378,7 +1839,7 @@ class DynamoStore:
         try:
             self._call(
                 "UpdateItem",
-                Key=key(name),
+                Key=item_key(name),
                 UpdateExpression="DELETE resets :oldest",
                 ConditionExpression="attribute_exists(resets)",
                 ExpressionAttributeValues={":oldest": {"NS": oldest}},
@@ -2388,7 +1849,7 @@ class DynamoStore:
         except StoreUnavailable as e:
             log.warning("resets not trimmed, left to the next set: %s", e)
 
-    @understood
+    @unreadable_is_unavailable
     def add_miss(self, name: str, miss: Miss) -> int:
         write = write_id()
         item = self._write_once(
@@ -2410,7 +1871,7 @@ class DynamoStore:
         try:
             self._call(
                 "UpdateItem",
-                Key=key(name),
+                Key=item_key(name),
                 UpdateExpression="REMOVE misses, last_miss",
                 ConditionExpression="attribute_exists(#timer)",
                 ExpressionAttributeNames={"#timer": "timer"},
@@ -2418,18 +1879,18 @@ class DynamoStore:
         except ConditionFailed:
             pass  # deleted meanwhile
 
-    @understood
+    @unreadable_is_unavailable
     def delete(self, name: str) -> Timer | None:
-        answer = self._call("DeleteItem", Key=key(name), ReturnValues="ALL_OLD")
+        answer = self._call("DeleteItem", Key=item_key(name), ReturnValues="ALL_OLD")
         return from_item(name, answer.get("Attributes"))
 
-    @understood
+    @unreadable_is_unavailable
     def secret(self) -> bytes:
         """Kept in the table, under a key no timer name can take (a name
         starts with a letter or digit); the first task to ask makes it."""
         answer = self._call(
             "UpdateItem",
-            Key=key(SECRET_KEY),
+            Key=item_key(SECRET_ITEM),
             UpdateExpression="SET secret = if_not_exists(secret, :new)",
             # The wire carries binary attributes in base64.
             ExpressionAttributeValues={
@@ -2564,51 +2025,583 @@ class Breaker:
         return self._call(self.store.secret)
 
 
-# -- entry point --
+# -- wire --
+
+# DynamoDB's JSON API by hand, in place of boto3's client for the calls a
+# request makes. Per GetItem, boto3's client spent 610 to 670 µs of CPU,
+# http.client 185 µs, and this wire 93 µs (docs/operating.md, "Performance").
+# Libraries still do what they do well: httptools frames the answers,
+# botocore decides retries, resolves credentials and proxies, and boto3's
+# client resolves the region and the endpoint and creates the table.
 
 
-def make_store(config: Config) -> Breaker:
-    if config.table_name:
-        dynamo = DynamoStore(config.table_name, dynamodb_client(config.region))
-        if proxy := dynamo.api.proxy:
-            log.info("dynamodb: calls go through the proxy %s", proxy.shown)
-        store: Store = dynamo
-    else:
-        store = SqliteStore(config.sqlite_path)
-    return Breaker(store, slots=max(1, config.workers - 2))
+CONNECT_TIMEOUT = 1.0  # seconds
+READ_TIMEOUT = 1.5  # seconds
+ATTEMPTS = 2  # the first included
+DEADLINE = 4.0  # seconds for a call, every attempt and wait included
 
 
-def store_label(config: Config) -> str:
-    if config.table_name:
-        return f"dynamodb table={config.table_name}"
-    return f"sqlite path={config.sqlite_path}"
+def dynamodb_client(region: str | None = None) -> Any:
+    """boto3's client: it resolves the region and the endpoint
+    (AWS_ENDPOINT_URL_DYNAMODB included) for the wire, and creates the
+    table, giving up as the wire does."""
+    config = botocore.config.Config(
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
+        retries={"mode": "standard", "total_max_attempts": ATTEMPTS},
+    )
+    return boto3.session.Session().client("dynamodb", region_name=region, config=config)
 
 
-def server_options(config: Config) -> dict[str, Any]:
-    """waitress's settings for this service (the benchmark serves with them too)."""
-    options: dict[str, Any] = {
-        "host": config.host,
-        "port": config.port,
-        "threads": config.workers,
-        "ident": "timercheck",
-        "channel_timeout": config.channel_timeout,
-        "cleanup_interval": 1,  # else idle channels outlive channel_timeout by 30 s
-        "connection_limit": config.connection_limit,
-        # A storm of new connections waits here, not in SYN retries (the
-        # kernel caps it at net.core.somaxconn).
-        "backlog": 4096,
-        "max_request_body_size": 16384,
-        # An ALB accepts request lines and headers up to 16 KB; waitress's
-        # default of 256 KB let one head cost a quarter of a CPU second.
-        "max_request_header_size": 16384,
-        "asyncore_use_poll": True,
-        # The app reads proxy headers itself (`forwarded`).
-        "clear_untrusted_proxy_headers": False,
-    }
-    return options
+class Stamp:
+    """`time.strftime` of a time's second, made once a second: a request's
+    log line and signature each need one."""
+
+    def __init__(self, form: str, convert: Callable[[float], time.struct_time]) -> None:
+        self.form, self.convert = form, convert
+        self.last = (-1, "")  # a second, and its stamp: replaced whole
+
+    def __call__(self, now: float) -> str:
+        second, text = self.last
+        if int(now) != second:
+            text = time.strftime(self.form, self.convert(now))
+            self.last = int(now), text
+        return text
 
 
-class RequestParser(waitress.parser.HTTPRequestParser):
+SIGV4 = "AWS4-HMAC-SHA256"
+
+
+def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
+    key = f"AWS4{secret}".encode()
+    for part in (date, region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return key
+
+
+def authorization(
+    headers: Mapping[str, str], body: bytes, key_id: str, key: bytes, scope: str
+) -> str:
+    """SigV4's Authorization for a POST to / with no query, signing every
+    header given (lower-case names, `host` and `x-amz-date` among them)."""
+    names = sorted(headers)
+    signed = ";".join(names)
+    canonical = "".join(f"{n}:{' '.join(headers[n].split())}\n" for n in names)
+    request = f"POST\n/\n\n{canonical}\n{signed}\n{hashlib.sha256(body).hexdigest()}"
+    digest = hashlib.sha256(request.encode()).hexdigest()
+    to_sign = f"{SIGV4}\n{headers['x-amz-date']}\n{scope}\n{digest}"
+    signature = hmac.new(key, to_sign.encode(), "sha256").hexdigest()  # OpenSSL's
+    return (
+        f"{SIGV4} Credential={key_id}/{scope},"
+        f" SignedHeaders={signed}, Signature={signature}"
+    )
+
+
+class DynamoAnswer(NamedTuple):  # what botocore's retry policy reads of a response
+    status_code: int
+    headers: Mapping[str, str]  # lower-case names
+    content: bytes
+
+
+MAX_ANSWER = 1 << 20  # bytes; DynamoDB's largest item is 400 KB
+RECEIVE = 65536  # bytes a read asks for
+
+
+KEPT_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"x-amz-crc32"})
+
+
+class Framing:
+    """httptools' callbacks for the answers on one connection, one request's
+    at a time (httptools, the binding of Node's llhttp, parsed a DynamoDB
+    answer in 3.0 µs here; h11 took 58 µs). It passes over 1xx answers, and
+    anything after the final answer, or an answer whose end only a closed
+    connection could tell, is an error: nothing that could belong to another
+    request is ever read as this one's answer."""
+
+    __slots__ = ("parser", "status", "headers", "body", "keep", "done")
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.start()
+
+    def start(self) -> None:
+        """Ready for the answer to the next request."""
+        self.status = 0
+        self.headers: dict[str, str] = {}  # those it reads, lower-case
+        self.body: list[bytes] = []
+        self.keep = self.done = False
+
+    def on_message_begin(self) -> None:
+        if self.done:
+            raise ValueError("more after the answer")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if (name := name.lower()) in KEPT_HEADERS:
+            self.headers[name.decode()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        if self.status == 101:
+            raise ValueError("an upgrade")
+        if self.status >= 200 and not (
+            "content-length" in self.headers
+            or self.headers.get("transfer-encoding", "").lower().endswith("chunked")
+        ):
+            raise ValueError("an answer with no length")
+        self.keep = self.parser.should_keep_alive()  # not known once it ends
+
+    def on_body(self, data: bytes) -> None:
+        self.body.append(data)
+
+    def on_message_complete(self) -> None:
+        if self.status < 200:  # 100 Continue, 103 Early Hints: more to come
+            self.headers = {}
+        else:
+            self.done = True
+
+    def answer(self) -> DynamoAnswer:
+        return DynamoAnswer(self.status, self.headers, b"".join(self.body))
+
+
+class ProxyAt(NamedTuple):
+    """An HTTP proxy, from HTTP_PROXY or HTTPS_PROXY as botocore reads them."""
+
+    address: tuple[str, int]
+    authorization: str | None  # Proxy-Authorization, from user:password@
+    shown: str  # the URL without its password, for the log
+
+
+def proxy_for(url: str) -> ProxyAt | None:
+    """The proxy botocore would send a request for `url` through (NO_PROXY
+    honoured), or None. ConfigError for one this service cannot use."""
+    scheme = urlsplit(url).scheme
+    proxy = botocore.utils.get_environ_proxies(url).get(scheme)
+    if not proxy:
+        return None
+    variable = f"{scheme.upper()}_PROXY"
+    parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    if parts.scheme != "http" or not parts.hostname:
+        raise ConfigError(f"{variable} must be an http:// proxy URL")
+    credentials = None
+    if parts.username is not None:
+        user = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        credentials = "Basic " + base64.b64encode(user.encode()).decode()
+    port = parts.port or 80
+    return ProxyAt(
+        (parts.hostname, port), credentials, f"http://{parts.hostname}:{port}"
+    )
+
+
+def set_timeouts(sock: socket.socket, seconds: float) -> None:
+    """The kernel's timeouts on a blocking socket: one system call a read,
+    where Python's own timeout polls before each."""
+    whole = int(seconds)
+    value = struct.pack("@ll", whole, max(1, int((seconds - whole) * 1e6)))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+
+
+def stale(link: Link, tls: bool) -> bool:
+    """Whether an idle kept-alive connection has something to read, or its
+    end, before a request is sent: a stray answer, or the server's close.
+    Under TLS, bytes the TLS layer holds, or encrypted bytes in the kernel."""
+    return bool(
+        (tls and link.sock.pending())  # type: ignore[union-attr]
+        or link.poller.poll(0)
+    )
+
+
+class Link(threading.local):
+    """A thread's kept-alive connection: its socket, the kernel timeout the
+    socket has, a poller that tells what waits on it, and the framing of its
+    answers; and the buffer the thread reads into."""
+
+    sock: socket.socket | None = None
+    timeout = 0.0
+
+    def __init__(self) -> None:
+        self.buffer = bytearray(RECEIVE)
+        self.view = memoryview(self.buffer)
+
+    def open(self, sock: socket.socket) -> None:
+        self.sock, self.timeout = sock, 0.0
+        self.poller = select.poll()
+        self.poller.register(sock, select.POLLIN)
+        self.framing = Framing()
+
+
+def item_matches(key: dict[str, Any] | None, fields: dict[str, Any]) -> bool:
+    """Whether an answer's item, where it carries one, has the key asked for."""
+    item = fields.get("Item") or fields.get("Attributes")
+    if not item or key is None:
+        return True
+    if not isinstance(item, dict):
+        return False
+    for name, value in key.items():
+        if item.get(name) != value:
+            return False
+    return True
+
+
+class Tunnel:
+    """httptools' callbacks for a proxy's answer to CONNECT: its head only."""
+
+    __slots__ = ("parser", "status")
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.status = 0
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+
+
+def tunnel(sock: socket.socket, host: str, authorization: str | None) -> None:
+    """Ask an HTTP proxy for a connection to `host` (CONNECT), for TLS."""
+    request = f"CONNECT {host} HTTP/1.1\r\nhost: {host}\r\n"
+    if authorization:
+        request += f"proxy-authorization: {authorization}\r\n"
+    sock.sendall(f"{request}\r\n".encode())
+    framing, head = Tunnel(), b""
+    while not framing.status:
+        chunk = sock.recv(RECEIVE)
+        head += chunk
+        if not chunk or len(head) > MAX_ANSWER:
+            raise ValueError("the proxy did not answer CONNECT")
+        framing.parser.feed_data(chunk)
+    if not 200 <= framing.status < 300 or not head.endswith(b"\r\n\r\n"):
+        raise ValueError(f"the proxy answered CONNECT with {framing.status}")
+
+
+@functools.cache
+def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=ca_bundle or get_cert_path(True))
+
+
+class DynamoDB:
+    """DynamoDB's JSON API, one signed POST per operation, on one kept-alive
+    connection per thread. boto3 resolves the credentials (refreshed as the
+    task role's rotate), and botocore decides what is retried, after how
+    long, and how many retries a failing store gets (its standard mode's
+    retry quota). A call ends by `deadline` seconds, every attempt and wait
+    included.
+
+    botocore's `before-send` event is emitted as its client does, so that
+    what stands in for DynamoDB there (moto, a test's fault) answers here
+    too; but only where something may listen, since building botocore's
+    request for it cost 6 µs a call: where a library hooks every client's
+    (moto does, once imported), or where `before_send` is set.
+
+    Every answer that carries an item is checked against the key asked for:
+    HTTP/1.1 pairs answers with requests by their order alone, and a server
+    or proxy that breaks the order must cost a retry, never a wrong timer."""
+
+    VERSION = "DynamoDB_20120810"
+
+    def __init__(
+        self,
+        client: Any,
+        credentials: Any = None,
+        attempts: int = ATTEMPTS,
+        timeouts: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
+        deadline: float = DEADLINE,
+    ) -> None:
+        self.url = client.meta.endpoint_url.rstrip("/") + "/"
+        parts = urlsplit(self.url)
+        default_port = 443 if parts.scheme == "https" else 80
+        self.address = (parts.hostname or "", parts.port or default_port)
+        # Named as botocore's SigV4Auth names it: lower case, the port only
+        # when it is not the scheme's own.
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        self.host = (
+            host if parts.port in (None, default_port) else f"{host}:{parts.port}"
+        )
+        self.tls = parts.scheme == "https"
+        self.proxy = proxy_for(self.url)
+        # Through a proxy, a plain-HTTP request names the whole URL; under
+        # TLS the proxy only carries the connection (CONNECT).
+        target = self.url if self.proxy and not self.tls else "/"
+        self.request_line = f"POST {target} HTTP/1.1\r\n"
+        if self.proxy and self.proxy.authorization and not self.tls:
+            self.request_line += f"proxy-authorization: {self.proxy.authorization}\r\n"
+        self.ca_bundle = None
+        if self.tls:  # AWS_CA_BUNDLE, or the profile's ca_bundle, as botocore
+            self.ca_bundle = botocore.session.get_session().get_config_variable(
+                "ca_bundle"
+            )
+        self.client = client
+        self.region = client.meta.region_name
+        self.events = client.meta.events
+        self.service = client.meta.service_model
+        self.credentials = credentials
+        self.timeouts = timeouts
+        self.deadline = deadline
+        detector = retries.ThrottlingErrorDetector(retries.RetryEventAdapter())
+        self.policy = retries.RetryPolicy(
+            retries.StandardRetryConditions(max_attempts=attempts),
+            retries.ExponentialBackoff(
+                service_name="dynamodb", throttling_detector=detector
+            ),
+        )
+        self.quota = retries.RetryQuotaChecker(RetryQuota(), detector)
+        self._link = Link()
+        self._signing_keys: dict[tuple[str, str], bytes] = {}
+        self._stamp = Stamp("%Y%m%dT%H%M%SZ", time.gmtime)  # x-amz-date
+        self.before_send = any(
+            event.startswith("before-send")
+            for event, *_ in botocore.handlers.BUILTIN_HANDLERS
+        )
+
+    def call(self, operation: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """The operation's answer; botocore's exceptions as its client raises
+        them (ClientError for an error DynamoDB answered, with the item of a
+        failed condition where the server sends it)."""
+        body = JSON.encode(payload).encode()
+        deadline = time.monotonic() + self.deadline
+        request_context: dict[str, Any] = {}
+        attempt = 0
+        while True:
+            attempt += 1
+            answer, failure, error = None, None, None
+            try:
+                answer = self.send(operation, body, deadline)
+            except botocore.exceptions.BotoCoreError as e:
+                failure = e
+            if answer is not None:
+                fields, error, failure = self.read(answer, payload.get("Key"))
+                if fields is not None:
+                    self.quota.release_retry_quota(request_context, answer)
+                    return fields
+                if failure is not None:
+                    answer = None
+            context = retries.RetryContext(
+                attempt_number=attempt,
+                operation_model=self.service.operation_model(operation),
+                parsed_response=error,
+                http_response=answer,
+                caught_exception=failure,
+                request_context=request_context,
+            )
+            delay = 0.0
+            retry = self.policy.should_retry(context)
+            if retry:
+                delay = self.policy.compute_retry_delay(context)
+                retry = time.monotonic() + delay < deadline
+            if not (retry and self.quota.acquire_retry_quota(context)):
+                if failure is not None:
+                    raise failure
+                raise ClientError(error or {}, operation)
+            time.sleep(delay)
+
+    def read(
+        self, answer: DynamoAnswer, key: dict[str, Any] | None
+    ) -> tuple[
+        dict[str, Any] | None,
+        dict[str, Any] | None,
+        botocore.exceptions.BotoCoreError | None,
+    ]:
+        """What an answer says: its fields, or the error DynamoDB answered, or
+        a fault to retry; none of them for a body that fails its CRC32, which
+        botocore's retry policy reads from the answer itself."""
+        crc = answer.headers.get("x-amz-crc32")
+        if crc is not None and int(crc) != zlib.crc32(answer.content):
+            return None, None, None
+        try:
+            content = answer.content
+            fields = JSON_DECODER.decode(content.decode()) if content else {}
+            if not isinstance(fields, dict):
+                raise ValueError("an answer that is not a JSON object")
+        except ValueError as e:
+            if answer.status_code == 200:  # garbled: a transient fault
+                return None, None, self.fault(e)
+            fields = None
+        error = None
+        if answer.status_code != 200:
+            fields = error = self.error(answer.status_code, fields)
+        if not item_matches(key, fields):
+            return None, None, self.fault(ValueError("an answer about another item"))
+        return (None, error, None) if error else (fields, None, None)
+
+    def fault(self, cause: Exception) -> botocore.exceptions.BotoCoreError:
+        """A transient fault for the retry policy; the connection that
+        brought it is not used again."""
+        self.drop()
+        return botocore.exceptions.HTTPClientError(error=cause)
+
+    @staticmethod
+    def error(status: int, fields: Any) -> dict[str, Any]:
+        """An error answer as botocore's client parses it: the code is the
+        end of `__type`, or the status when there is none; a failed
+        condition's item where the server sends it."""
+        if not isinstance(fields, dict):
+            fields = {}
+        kind = fields.get("__type", "")
+        error = {
+            "Error": {"Code": str(kind).rpartition("#")[2] or str(status)},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        }
+        if "Item" in fields:
+            error["Item"] = fields["Item"]
+        return error
+
+    def signed_headers(self, operation: str, body: bytes, now: float) -> dict[str, str]:
+        credentials = self.credentials
+        if credentials is None:
+            credentials = self.credentials = boto3.session.Session().get_credentials()
+        if credentials is None:
+            raise botocore.exceptions.NoCredentialsError()
+        frozen = credentials.get_frozen_credentials()
+        stamp = self._stamp(now)
+        date = stamp[:8]
+        signing = self._signing_keys.get((frozen.secret_key, date))
+        if signing is None:
+            signing = signing_key(frozen.secret_key, date, self.region, "dynamodb")
+            self._signing_keys = {(frozen.secret_key, date): signing}
+        headers = {
+            "content-type": "application/x-amz-json-1.0",
+            "host": self.host,
+            "x-amz-date": stamp,
+            "x-amz-target": f"{self.VERSION}.{operation}",
+        }
+        if frozen.token:
+            headers["x-amz-security-token"] = frozen.token
+        scope = f"{date}/{self.region}/dynamodb/aws4_request"
+        headers["authorization"] = authorization(
+            headers, body, frozen.access_key, signing, scope
+        )
+        return headers
+
+    def send(self, operation: str, body: bytes, deadline: float) -> DynamoAnswer:
+        headers = self.signed_headers(operation, body, time.time())
+        if self.before_send:
+            request = AWSPreparedRequest(
+                "POST", self.url, HeadersDict(headers), body, False
+            )
+            _, stand_in = self.events.emit_until_response(
+                f"before-send.dynamodb.{operation}", request=request
+            )
+            if stand_in is not None:
+                return DynamoAnswer(
+                    stand_in.status_code, stand_in.headers, stand_in.content
+                )
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        head = f"{self.request_line}{head}content-length: {len(body)}\r\n\r\n"
+        return self.post(head.encode() + body, deadline)
+
+    def post(self, request: bytes, deadline: float) -> DynamoAnswer:
+        """One request and its answer on this thread's connection, by the
+        deadline."""
+        link = self._link
+        sock = self.connection(deadline)
+        framing = link.framing
+        framing.start()
+        received = 0
+        try:
+            self.fit_timeout(deadline)
+            sock.sendall(request)
+            while True:
+                got = sock.recv_into(link.buffer)
+                if not got:
+                    raise ValueError("the answer was cut short")
+                received += got
+                if received > MAX_ANSWER:
+                    raise ValueError(f"an answer over {MAX_ANSWER} bytes")
+                framing.parser.feed_data(link.view[:got])
+                if framing.done:
+                    break
+                self.fit_timeout(deadline)
+        except (
+            TimeoutError,
+            BlockingIOError,
+            ssl.SSLWantReadError,
+            ssl.SSLWantWriteError,
+        ) as e:
+            self.drop()
+            raise botocore.exceptions.ReadTimeoutError(
+                endpoint_url=self.url, error=e
+            ) from e
+        except (OSError, ValueError, httptools.HttpParserError) as e:
+            self.drop()
+            raise botocore.exceptions.ConnectionClosedError(
+                endpoint_url=self.url, error=e
+            ) from e
+        if not framing.keep:
+            self.drop()
+        return framing.answer()
+
+    def fit_timeout(self, deadline: float) -> None:
+        """Keep the socket's timeout within the call's deadline: a read
+        timeout alone lets a server that drips a byte at a time hold a
+        thread for minutes."""
+        link = self._link
+        want = min(self.timeouts[1], deadline - time.monotonic())
+        if want <= 0:
+            raise TimeoutError("the call's deadline passed")
+        if want < link.timeout or link.timeout < self.timeouts[1] <= want:
+            set_timeouts(link.sock, want)  # type: ignore[arg-type]
+            link.timeout = want
+
+    def connection(self, deadline: float) -> socket.socket:
+        link = self._link
+        if link.sock is not None and stale(link, self.tls):
+            self.drop()  # closed by the server while idle, or a stray answer
+        if link.sock is None:
+            link.open(self.connect(deadline))
+        return link.sock  # type: ignore[return-value]
+
+    def connect(self, deadline: float) -> socket.socket:
+        """A new connection to the store, through the proxy if there is one,
+        left blocking: the kernel's timeouts are set before each use."""
+        timeout = min(self.timeouts[0], deadline - time.monotonic())
+        sock = None
+        try:
+            if timeout <= 0:
+                raise TimeoutError("the call's deadline passed")
+            sock = socket.create_connection(
+                self.proxy.address if self.proxy else self.address, timeout
+            )
+            if self.tls:
+                if self.proxy:
+                    tunnel(sock, self.host, self.proxy.authorization)
+                sock = tls_context(self.ca_bundle).wrap_socket(
+                    sock, server_hostname=self.address[0]
+                )
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(None)
+            return sock
+        except TimeoutError as e:
+            if sock is not None:
+                sock.close()
+            raise botocore.exceptions.ConnectTimeoutError(
+                endpoint_url=self.url, error=e
+            ) from e
+        except (OSError, ValueError, httptools.HttpParserError) as e:
+            if sock is not None:
+                sock.close()
+            raise botocore.exceptions.EndpointConnectionError(
+                endpoint_url=self.url, error=e
+            ) from e
+
+    def drop(self) -> None:
+        link = self._link
+        if link.sock is not None:
+            link.sock.close()
+            link.sock = None
+
+
+# -- waitress hooks --
+
+# waitress 3.0.2 (requirements.txt pins it), changed where it fell short,
+# each change measured in docs/operating.md: the task queue serves a load
+# balancer's probe first, the listener accepts a storm in bursts, the parser
+# stamps when a request arrived (shedding by time waited), a worker sends an
+# answer in one send (19 µs), and the main loop no longer spins while a
+# worker writes (38 µs). `waitress_gaps` checks at start that this waitress
+# still has every internal these rely on.
+
+
+class TimedRequestParser(waitress.parser.HTTPRequestParser):
     arrived = 0.0  # time.monotonic() when the request had been read whole
 
     def received(self, data: bytes) -> int:
@@ -2625,7 +2618,7 @@ class RequestParser(waitress.parser.HTTPRequestParser):
             self.expect_continue = False
 
 
-class Task(waitress.task.WSGITask):
+class TimedTask(waitress.task.WSGITask):
     def get_environment(self) -> dict[str, Any]:
         environ = super().get_environment()
         environ[WAITED] = time.monotonic() - self.request.arrived
@@ -2653,7 +2646,7 @@ class Task(waitress.task.WSGITask):
         super().write(data)
 
 
-class Channel(waitress.channel.HTTPChannel):
+class NoSpinChannel(waitress.channel.HTTPChannel):
     """waitress's connection, except that the main loop waits to write only
     what a worker left behind. waitress asks poll() for POLLOUT whenever the
     output buffer holds anything, and so also while a worker is sending its
@@ -2664,8 +2657,8 @@ class Channel(waitress.channel.HTTPChannel):
     its high-water mark both pull the trigger), so the loop need not watch
     while it sends."""
 
-    parser_class = RequestParser
-    task_class = Task
+    parser_class = TimedRequestParser
+    task_class = TimedTask
     left_behind = False  # a flush ended with bytes the socket did not take
 
     def _flush_some(self, do_close: bool = True) -> bool:
@@ -2679,6 +2672,79 @@ class Channel(waitress.channel.HTTPChannel):
         return bool(self.total_outbufs_len) and (not self.requests or self.left_behind)
 
 
+HEALTH_FIRST = 2  # health checks that may wait ahead of everything else
+
+
+def health_check(channel: Any) -> bool:
+    """A load balancer's probe: `GET /` alone, not a batch of requests
+    pipelined on one connection (a probe never pipelines; a flood does)."""
+    if len(channel.requests) != 1:
+        return False
+    request = channel.requests[0]  # a bad one may lack a path or a method
+    path, method = getattr(request, "path", ""), getattr(request, "command", "")
+    return path == "/" and method in ("GET", "HEAD")
+
+
+class HealthFirstDispatcher(waitress.task.ThreadedTaskDispatcher):
+    """waitress's queue of connections with a request to serve, except that
+    a health check goes first: behind a storm of timer requests it would
+    wait its turn past the load balancer's timeout, and the task would be
+    replaced just when it is needed most. Only a few go first at once: a
+    flood of `GET /` then waits its turn like any request, and cannot starve
+    the timers."""
+
+    def add_task(self, channel: Any) -> None:
+        if not health_check(channel):
+            super().add_task(channel)
+            return
+        with self.lock:
+            ahead = 0  # health checks already first, served in their order
+            while ahead < min(HEALTH_FIRST, len(self.queue)) and health_check(
+                self.queue[ahead]
+            ):
+                ahead += 1
+            if ahead < HEALTH_FIRST:
+                self.queue.insert(ahead, channel)
+            else:
+                self.queue.append(channel)
+            self.queue_cv.notify()
+
+
+def readable_now(sock: Any) -> bool:
+    """Whether a socket has something to read, at once; poll(), not select():
+    descriptors run past 1024."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+ACCEPT_BURST = 256
+
+
+def accept_bursts(listener: Any) -> None:
+    """waitress accepts one connection per turn of its loop, and reads a new
+    connection's request only on the next turn, after every other open
+    connection: with thousands open, a turn takes a large part of a second,
+    and a storm of new connections (the load balancer's probe among them)
+    would wait turns in the kernel. Accept what is waiting, up to the
+    connection limit, and read each request that has already arrived."""
+    accept_one = listener.handle_accept
+
+    def accept() -> None:
+        for _ in range(ACCEPT_BURST):
+            before = len(listener._map)
+            accept_one()
+            if len(listener._map) == before:
+                return
+            channel = next(reversed(listener._map.values()))
+            if channel.readable() and readable_now(channel.socket):
+                channel.handle_read_event()
+            if len(listener._map) >= listener.adj.connection_limit:
+                return
+
+    listener.handle_accept = accept
+
+
 WAITRESS_BUILT_FOR = "3.0.2"  # requirements.txt pins it
 
 
@@ -2686,7 +2752,7 @@ def waitress_gaps() -> list[str]:
     """The waitress internals the service relies on that this waitress lacks,
     each with what it is for: each is checked on a real object, so that on
     another release nothing the service claims is quietly off."""
-    dispatcher = Dispatcher()
+    dispatcher = HealthFirstDispatcher()
     try:
         server = waitress.create_server(
             lambda environ, start_response: [],
@@ -2782,77 +2848,52 @@ def waitress_gaps() -> list[str]:
     return gaps
 
 
-HEALTH_FIRST = 2  # health checks that may wait ahead of everything else
+# -- entry point --
 
 
-def health_check(channel: Any) -> bool:
-    """A load balancer's probe: `GET /` alone, not a batch of requests
-    pipelined on one connection (a probe never pipelines; a flood does)."""
-    if len(channel.requests) != 1:
-        return False
-    request = channel.requests[0]  # a bad one may lack a path or a method
-    path, method = getattr(request, "path", ""), getattr(request, "command", "")
-    return path == "/" and method in ("GET", "HEAD")
+def dynamo_store(config: Config) -> DynamoStore:
+    return DynamoStore(config.table_name, DynamoDB(dynamodb_client(config.region)))
 
 
-class Dispatcher(waitress.task.ThreadedTaskDispatcher):
-    """waitress's queue of connections with a request to serve, except that
-    a health check goes first: behind a storm of timer requests it would
-    wait its turn past the load balancer's timeout, and the task would be
-    replaced just when it is needed most. Only a few go first at once: a
-    flood of `GET /` then waits its turn like any request, and cannot starve
-    the timers."""
-
-    def add_task(self, channel: Any) -> None:
-        if not health_check(channel):
-            super().add_task(channel)
-            return
-        with self.lock:
-            ahead = 0  # health checks already first, served in their order
-            while ahead < min(HEALTH_FIRST, len(self.queue)) and health_check(
-                self.queue[ahead]
-            ):
-                ahead += 1
-            if ahead < HEALTH_FIRST:
-                self.queue.insert(ahead, channel)
-            else:
-                self.queue.append(channel)
-            self.queue_cv.notify()
+def make_store(config: Config) -> Breaker:
+    if config.table_name:
+        dynamo = dynamo_store(config)
+        if proxy := dynamo.api.proxy:
+            log.info("dynamodb: calls go through the proxy %s", proxy.shown)
+        store: Store = dynamo
+    else:
+        store = SqliteStore(config.sqlite_path)
+    return Breaker(store, slots=max(1, config.workers - 2))
 
 
-def waiting(sock: Any) -> bool:
-    """Whether a socket has something to read, at once; poll(), not select():
-    descriptors run past 1024."""
-    poller = select.poll()
-    poller.register(sock, select.POLLIN)
-    return bool(poller.poll(0))
+def store_label(config: Config) -> str:
+    if config.table_name:
+        return f"dynamodb table={config.table_name}"
+    return f"sqlite path={config.sqlite_path}"
 
 
-ACCEPT_BURST = 256
-
-
-def accept_bursts(listener: Any) -> None:
-    """waitress accepts one connection per turn of its loop, and reads a new
-    connection's request only on the next turn, after every other open
-    connection: with thousands open, a turn takes a large part of a second,
-    and a storm of new connections (the load balancer's probe among them)
-    would wait turns in the kernel. Accept what is waiting, up to the
-    connection limit, and read each request that has already arrived."""
-    accept_one = listener.handle_accept
-
-    def accept() -> None:
-        for _ in range(ACCEPT_BURST):
-            before = len(listener._map)
-            accept_one()
-            if len(listener._map) == before:
-                return
-            channel = next(reversed(listener._map.values()))
-            if channel.readable() and waiting(channel.socket):
-                channel.handle_read_event()
-            if len(listener._map) >= listener.adj.connection_limit:
-                return
-
-    listener.handle_accept = accept
+def server_options(config: Config) -> dict[str, Any]:
+    """waitress's settings for this service (the benchmark serves with them too)."""
+    options: dict[str, Any] = {
+        "host": config.host,
+        "port": config.port,
+        "threads": config.workers,
+        "ident": "timercheck",
+        "channel_timeout": config.channel_timeout,
+        "cleanup_interval": 1,  # else idle channels outlive channel_timeout by 30 s
+        "connection_limit": config.connection_limit,
+        # A storm of new connections waits here, not in SYN retries (the
+        # kernel caps it at net.core.somaxconn).
+        "backlog": 4096,
+        "max_request_body_size": 16384,
+        # An ALB accepts request lines and headers up to 16 KB; waitress's
+        # default of 256 KB let one head cost a quarter of a CPU second.
+        "max_request_header_size": 16384,
+        "asyncore_use_poll": True,
+        # The app reads proxy headers itself (`forwarded`).
+        "clear_untrusted_proxy_headers": False,
+    }
+    return options
 
 
 SPARE_FILES = 64  # listeners, the log, waitress's trigger, the process's own
@@ -2911,7 +2952,7 @@ class SafeLines(logging.Filter):
         return True
 
 
-ACCESS = "INFO timercheck.access"
+ACCESS_LEVEL_NAME = "INFO timercheck.access"
 
 
 def access_writer(stream: Any) -> Callable[[str], None]:
@@ -2927,7 +2968,7 @@ def access_writer(stream: Any) -> Callable[[str], None]:
 
     def write(line: str) -> None:
         now = time.time()
-        text = f"{stamp(now)},{int(now % 1 * 1000):03d} {ACCESS} {line}\n"
+        text = f"{stamp(now)},{int(now % 1 * 1000):03d} {ACCESS_LEVEL_NAME} {line}\n"
         with lock:
             stream.write(text)
 
@@ -2978,7 +3019,7 @@ def probe(
     while True:
         try:
             app.store.get("timercheck-startup-probe")
-            app.keys()
+            app.token_keys()
         except StoreUnavailable as e:
             now = clock()
             if str(e) != said or now - said_at >= PROBE_SAYS_EVERY:
@@ -2999,7 +3040,7 @@ def follow_secret(app: App, every: float = SECRET_EVERY) -> None:
     while True:
         time.sleep(every)
         try:
-            app.refresh_keys()
+            app.refresh_token_keys()
         except StoreUnavailable:
             pass  # the requests that meet the outage say so
 
@@ -3058,7 +3099,7 @@ def serve(config: Config) -> int:
         except ConfigError as e:
             log.error("%s", e)
             return 1
-    dispatcher = Dispatcher()
+    dispatcher = HealthFirstDispatcher()
     try:
         server = waitress.create_server(
             app, _dispatcher=dispatcher, **server_options(config)
@@ -3080,7 +3121,7 @@ def serve(config: Config) -> int:
         ]
     )
     for listener in listeners:
-        listener.channel_class = Channel
+        listener.channel_class = NoSpinChannel
         accept_bursts(listener)
         host = listener.effective_host
         log.info(
@@ -3108,9 +3149,8 @@ def serve(config: Config) -> int:
         purger.start()
     with buffered(sys.stdout):
         try:
-            server.run()  # returns on SystemExit, having closed the sockets
+            server.run()  # on SystemExit, waitress stops its workers and returns
         finally:
-            server.task_dispatcher.shutdown(timeout=5)
             flushing.set()
             flusher.join()
     log.info("timercheck stopped")
@@ -3137,7 +3177,7 @@ def print_hash(
         parser.error(f"hash needs a timer's name: {BAD_NAME}")
     app = App(make_store(config))
     try:
-        app.refresh_keys()
+        app.refresh_token_keys()
     except StoreUnavailable as e:
         log.error("cannot read the store's secret: %s", e)
         return 1
@@ -3194,9 +3234,6 @@ def main(argv: list[str] | None = None) -> int:
         handler.addFilter(SafeLines())
     threading.excepthook = thread_failed
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    # An access line for every request: skip what our format never shows.
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    logging._srcfile = None
     try:
         if args.command == "hash":
             return print_hash(config, args.name, parser)
@@ -3205,9 +3242,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "create-table":
             if not config.table_name:
                 parser.error("create-table needs TABLE_NAME")
-            DynamoStore(
-                config.table_name, dynamodb_client(config.region)
-            ).create_table()
+            dynamo_store(config).create_table()
             log.info("table %s is ready", config.table_name)
             return 0
         return serve(config)

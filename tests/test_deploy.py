@@ -961,7 +961,9 @@ def test_table_is_on_demand_and_recoverable() -> None:
 
 
 def test_table_matches_the_one_the_service_creates(fake_aws: None) -> None:
-    store = timercheck.DynamoStore("timers", timercheck.dynamodb_client(REGION))
+    store = timercheck.DynamoStore(
+        "timers", timercheck.DynamoDB(timercheck.dynamodb_client(REGION))
+    )
     store.create_table()
     made = store.client.describe_table(TableName="timers")["Table"]
     ttl = store.client.describe_time_to_live(TableName="timers")
@@ -989,7 +991,9 @@ def recorded_dynamodb_actions(store: timercheck.DynamoStore) -> set[str]:
 
 
 def test_task_role_may_do_exactly_what_the_service_does(fake_aws: None) -> None:
-    store = timercheck.DynamoStore("timers", timercheck.dynamodb_client(REGION))
+    store = timercheck.DynamoStore(
+        "timers", timercheck.DynamoDB(timercheck.dynamodb_client(REGION))
+    )
     store.create_table()
     policy = current().iam_stack()["Resources"]["TimersTableAccess"]
     assert policy["Properties"]["Roles"] == [{"Ref": "EcsTaskRole"}]

@@ -11,7 +11,7 @@ import pytest
 from webtest import TestApp
 
 from fakes import START, FailingStore, FakeClock
-from timercheck import App, StoreUnavailable, human
+from timercheck import App, StoreUnavailable, human_duration
 
 T0 = int(START)
 
@@ -578,4 +578,4 @@ def test_badge_when_the_store_is_down(
     ],
 )
 def test_human_durations(seconds: int, text: str) -> None:
-    assert human(seconds) == text
+    assert human_duration(seconds) == text

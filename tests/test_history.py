@@ -26,6 +26,7 @@ from timercheck import (
     KEPT_RESETS,
     TRIM_AT,
     App,
+    DynamoDB,
     DynamoStore,
     SqliteStore,
     Store,
@@ -264,7 +265,7 @@ def upserting(
                 assert time.monotonic() < deadline, "the stand-in did not start"
                 time.sleep(0.02)
         client = boto3.client("dynamodb", endpoint_url=f"http://127.0.0.1:{port}")
-        yield DynamoStore("timers", client)
+        yield DynamoStore("timers", DynamoDB(client))
     finally:
         stand_in.kill()
         stand_in.wait()

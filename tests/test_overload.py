@@ -64,10 +64,10 @@ from timercheck import (
     WAITED,
     App,
     Breaker,
-    Channel,
     Config,
-    Dispatcher,
     DynamoDB,
+    HealthFirstDispatcher,
+    NoSpinChannel,
     SqliteStore,
     StoreUnavailable,
     Timer,
@@ -771,7 +771,7 @@ def queued(method: str | None, path: str | None) -> Any:
 
 
 def test_health_checks_go_to_the_front_of_the_queue() -> None:
-    dispatcher = Dispatcher()  # no threads: the queue only fills
+    dispatcher = HealthFirstDispatcher()  # no threads: the queue only fills
     check, root, post, head, bad, set_ = (
         queued("GET", "/job"),
         queued("GET", "/"),
@@ -788,7 +788,7 @@ def test_health_checks_go_to_the_front_of_the_queue() -> None:
 def test_only_two_health_checks_go_first_at_once() -> None:
     """A flood of `GET /` waits its turn behind the timer requests, and so
     does a batch of them pipelined on one connection."""
-    dispatcher = Dispatcher()
+    dispatcher = HealthFirstDispatcher()
     check, set_ = queued("GET", "/job"), queued("GET", "/job/60")
     health = [queued("GET", "/") for _ in range(4)]
     batch = queued("GET", "/")
@@ -807,17 +807,17 @@ def test_only_two_health_checks_go_first_at_once() -> None:
 
 def listening(
     limit: int = 100, accepts: list[int] | None = None
-) -> tuple[Any, Dispatcher]:
+) -> tuple[Any, HealthFirstDispatcher]:
     """timercheck's waitress listener on 127.0.0.1, its loop not running, with
     a dispatcher that has no threads: what the loop would do is called by
     hand, and what it would queue stays in the queue. Each call of waitress's
     own accept is counted in `accepts`, if given."""
-    dispatcher = Dispatcher()
+    dispatcher = HealthFirstDispatcher()
     listener = waitress.create_server(
         App(FailingStore()), host="127.0.0.1", port=0, _dispatcher=dispatcher,
         connection_limit=limit,
     )  # fmt: skip
-    listener.channel_class = Channel
+    listener.channel_class = NoSpinChannel
     if accepts is not None:
         accept_one = listener.handle_accept
         listener.handle_accept = lambda: accepts.append(1) or accept_one()
@@ -1083,9 +1083,9 @@ def test_a_request_arrives_when_it_has_been_read_whole() -> None:
     """The wait that sheds a request counts from its last byte, not its first."""
     from waitress.adjustments import Adjustments
 
-    from timercheck import RequestParser
+    from timercheck import TimedRequestParser
 
-    parser = RequestParser(Adjustments())
+    parser = TimedRequestParser(Adjustments())
     parser.received(b"GET /job HTTP/1.1\r\nHost: x\r\n")
     assert parser.arrived == 0.0
     before = time.monotonic()

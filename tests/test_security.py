@@ -25,9 +25,9 @@ from support import call, create_table, dynamo_env, moto_server, raw, service
 from timercheck import (
     App,
     DynamoStore,
-    Keys,
     SafeLines,
     SqliteStore,
+    TokenKeys,
     follow_secret,
     printable,
 )
@@ -332,7 +332,7 @@ def test_a_token_has_one_spelling(app: TestApp) -> None:
     ],
 )
 def test_a_token_shows_only_a_bucket_of_name_lengths(name: str, length: int) -> None:
-    keys = Keys(b"\1" * 32)
+    keys = TokenKeys(b"\1" * 32)
     assert len(keys.token(name)) == length
     assert keys.name(keys.token(name)) == name
 
@@ -341,7 +341,7 @@ def test_the_keys_of_a_known_secret() -> None:
     """Literal vectors: the token and the log hash of a name under the secret
     00 01 .. 1f. Any change to how keys are derived, sealed or hashed (and so
     every read-only URL already handed out) shows here."""
-    keys = Keys(bytes(range(32)))
+    keys = TokenKeys(bytes(range(32)))
     token = "IzHJJzkp3J1XiVx8MTnvQ6sp84CDkBL29Ks0NdRR_60ThXQhvR4yAN2XHQ-QBPc1"
     assert keys.token("nightly-backup") == token
     assert keys.name(token) == "nightly-backup"
@@ -350,9 +350,9 @@ def test_the_keys_of_a_known_secret() -> None:
 
 
 def test_a_token_cannot_be_read_without_the_secret() -> None:
-    token = Keys(b"\1" * 32).token("victim")
-    assert Keys(b"\1" * 32).name(token) == "victim"
-    assert Keys(b"\2" * 32).name(token) is None
+    token = TokenKeys(b"\1" * 32).token("victim")
+    assert TokenKeys(b"\1" * 32).name(token) == "victim"
+    assert TokenKeys(b"\2" * 32).name(token) is None
     assert "victim" not in token
 
 
@@ -533,7 +533,7 @@ def test_a_deleted_secret_is_replaced_and_adopted_by_every_task(
     assert new != old
     assert first.get(new, status=404)  # A still has the old secret
     caplog.set_level("INFO", "timercheck")
-    a.refresh_keys()
+    a.refresh_token_keys()
     assert first.get(new).json["status"] == "ok"
     for app in (first, second):
         app.get(old, status=404)
@@ -541,7 +541,7 @@ def test_a_deleted_secret_is_replaced_and_adopted_by_every_task(
     assert [r.getMessage() for r in caplog.records if r.name == "timercheck"] == [
         "the store's secret changed: read-only URLs made before no longer answer"
     ]
-    a.refresh_keys()  # unchanged: nothing more said
+    a.refresh_token_keys()  # unchanged: nothing more said
     assert len([r for r in caplog.records if r.name == "timercheck"]) == 1
 
 
@@ -573,7 +573,7 @@ def test_every_task_reads_the_secret_again_every_minute(
     reads.clear()
     with pytest.raises(Stop):
         follow_secret(app)
-    assert app.keys().token("job") == Keys(store.secret()).token("job")
+    assert app.token_keys().token("job") == TokenKeys(store.secret()).token("job")
 
 
 def test_two_processes_and_a_restart_share_tokens_on_sqlite(tmp_path: Path) -> None:

@@ -19,9 +19,9 @@ import waitress.wasyncore
 from support import call, read_message, service
 from timercheck import (
     App,
-    Channel,
     Config,
-    Dispatcher,
+    HealthFirstDispatcher,
+    NoSpinChannel,
     SqliteStore,
     flush_often,
     server_options,
@@ -31,7 +31,7 @@ WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 HIGH_WATER = 16 * 1024 * 1024  # waitress's outbuf_high_watermark
 
 
-class Counting(Channel):
+class Counting(NoSpinChannel):
     """timercheck's channel, counting its sends and the loop's write turns."""
 
     sends: list[int]
@@ -62,7 +62,7 @@ def serving(
         pass
 
     Channel.sends, Channel.write_turns, Channel.slow_send = sends, turns, slow_send
-    dispatcher = Dispatcher()
+    dispatcher = HealthFirstDispatcher()
     options = server_options(Config(host="127.0.0.1", port=0, threads=threads))
     server = waitress.create_server(app, _dispatcher=dispatcher, **options)
     server.channel_class = Channel

@@ -371,9 +371,9 @@ def test_only_a_request_with_a_body_is_told_to_continue(
 ) -> None:
     from waitress.adjustments import Adjustments
 
-    from timercheck import RequestParser
+    from timercheck import TimedRequestParser
 
-    parser = RequestParser(Adjustments())
+    parser = TimedRequestParser(Adjustments())
     parser.received(head)
     assert parser.headers_finished and parser.expect_continue is expects
 
@@ -827,7 +827,7 @@ def test_an_endpoint_it_cannot_reach_is_named(
 ) -> None:
     import boto3
 
-    from timercheck import DynamoStore, StoreUnavailable
+    from timercheck import DynamoDB, DynamoStore, StoreUnavailable
 
     for name, value in {"AWS_ACCESS_KEY_ID": "t", "AWS_SECRET_ACCESS_KEY": "t"}.items():
         monkeypatch.setenv(name, value)
@@ -836,7 +836,7 @@ def test_an_endpoint_it_cannot_reach_is_named(
         "dynamodb", region_name="us-east-1", endpoint_url=f"http://127.0.0.1:{port}"
     )
     with pytest.raises(StoreUnavailable) as failed:
-        DynamoStore("timers", client).get("job")
+        DynamoStore("timers", DynamoDB(client)).get("job")
     assert str(failed.value) == (
         f"dynamodb GetItem: cannot reach http://127.0.0.1:{port}/"
         " (EndpointConnectionError)"

@@ -64,7 +64,7 @@ def store_at(port: int, upstream: int, scheme: str = "http") -> DynamoStore:
         BillingMode="PAY_PER_REQUEST",
     )
     client = boto3.client("dynamodb", endpoint_url=f"{scheme}://127.0.0.1:{port}")
-    return DynamoStore(table, client)
+    return DynamoStore(table, DynamoDB(client))
 
 
 @pytest.fixture
