@@ -18,6 +18,7 @@ from moto.dynamodb.responses import DynamoHandler
 from timercheck import StoreUnavailable, Timer
 
 START = 1_700_000_000.0
+T0 = int(START)  # the same, in whole seconds
 
 
 class FakeClock:

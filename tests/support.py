@@ -10,6 +10,7 @@ import os
 import re
 import select
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -17,6 +18,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
+from webtest import TestApp
 
 ROOT = Path(__file__).parent.parent
 FAKE_AWS = {
@@ -555,3 +559,58 @@ def lost_sets(port: int, sets: list[tuple[str, bool, float]]) -> int:
             time.sleep(0.1)
         lost += status != 200
     return lost
+
+
+def read_only_url(app: TestApp, name: str, seconds: int = 60) -> str:
+    answer = app.get(f"/{name}/{seconds}").json
+    assert (
+        answer["read_only_url"] == f"http://localhost:80/-/{answer['read_only_token']}"
+    )
+    return f"/-/{answer['read_only_token']}"
+
+
+def start(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "timercheck.py")],
+        env={**os.environ, "TIMERCHECK_DB": str(tmp_path / "t.db"), **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def main_exits(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> tuple[int | str | None, str, str]:
+    """main(argv) run to a SystemExit: its code, stdout and stderr."""
+    from timercheck import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    out, err = capsys.readouterr()
+    return stopped.value.code, out, err
+
+
+BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+def history(app: TestApp, url: str = "/job", status: int = 200) -> list[Any]:
+    return app.get(f"{url}?format=history", status=status).json["history"]
+
+
+def entry(reset_at: int, seconds: int, overdue: int | None) -> dict[str, Any]:
+    return {"reset_at": reset_at, "seconds": seconds, "overdue_seconds": overdue}
+
+
+def clients(port: int, count: int, send: bool = True) -> list[socket.socket]:
+    socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
+    for sock in socks:
+        if send:
+            sock.sendall(b"GET /job HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.1)  # for the kernel to hand the bytes over, not a timing test
+    return socks
+
+
+def rows(path: Path) -> list[str]:
+    with sqlite3.connect(path) as db:
+        return [row[0] for row in db.execute("SELECT timer FROM timers ORDER BY timer")]

@@ -1,29 +1,45 @@
-"""How timercheck's waitress connection writes: one send an answer, no
-watching the socket while a worker sends, and large or slowly read answers
-still going out whole."""
+"""The waitress hooks: health checks first, accepting in bursts, shedding by
+time waited, one send an answer, no watching a socket while a worker sends,
+large or slowly read answers going out whole, and the waitress internals the
+service relies on."""
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import waitress
 import waitress.wasyncore
+from webtest import TestApp
 
-from support import call, read_message, service
+from fakes import (
+    FailingStore,
+    FakeClock,
+)
+from support import (
+    ROOT,
+    call,
+    clients,
+    raw,
+    read_message,
+    service,
+)
 from timercheck import (
+    WAITED,
     App,
     Config,
     HealthFirstDispatcher,
     NoSpinChannel,
     SqliteStore,
-    flush_often,
+    accept_bursts,
     server_options,
 )
 
@@ -185,103 +201,347 @@ def test_a_slowly_read_answer_goes_out_whole() -> None:
             assert turns  # the loop sent what the worker left behind
 
 
-# -- access lines: buffered, flushed once a second and at the end --
+# -- waitress: its settings, and the internals the service relies on --
 
 
-def test_access_lines_are_flushed_every_second_until_the_stop() -> None:
-    waits: list[float] = []
-    flushed: list[int] = []
+def test_waitress_serves_with_these_options() -> None:
+    from timercheck import server_options
 
-    class Stop:
-        def wait(self, timeout: float) -> bool:
-            waits.append(timeout)
-            return len(waits) == 4  # stopped during the fourth wait
-
-    class Stream:
-        def flush(self) -> None:
-            flushed.append(len(waits))
-
-    flush_often(Stream(), Stop())  # type: ignore[arg-type]
-    assert waits == [1.0, 1.0, 1.0, 1.0]
-    assert flushed == [1, 2, 3]  # after each wait that was not stopped
-
-
-def test_an_access_line_reaches_the_log_while_the_server_idles(tmp_path: Path) -> None:
-    with service({"TIMERCHECK_DB": str(tmp_path / "t.db")}) as server:
-        assert call(server.port, "GET", "/idle-job/60").status == 200
-        deadline = time.monotonic() + 10  # a bound for a busy machine, not a timing
-        while " set_timer " not in server.output() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert " set_timer " in server.output()
-        assert server.proc is not None and server.proc.poll() is None
+    assert server_options(Config()) == {
+        "host": "127.0.0.1",
+        "port": 8080,
+        "threads": 4,
+        "ident": "timercheck",
+        "channel_timeout": 75,
+        "cleanup_interval": 1,
+        "connection_limit": 8000,
+        "backlog": 4096,
+        "max_request_body_size": 16384,
+        "max_request_header_size": 16384,
+        "asyncore_use_poll": True,
+        "clear_untrusted_proxy_headers": False,
+    }
+    proxied = server_options(Config(trusted_proxy="*", trusted_proxy_count=2))
+    assert proxied == server_options(Config())  # the app reads proxy headers
 
 
-def test_the_last_access_lines_reach_the_log_at_a_stop(tmp_path: Path) -> None:
-    with service({"TIMERCHECK_DB": str(tmp_path / "t.db")}) as server:
-        for n in range(5):
-            assert call(server.port, "GET", f"/job-{n}/60").status == 200
-        assert server.stop() == 0
-    sets = [line for line in server.output().splitlines() if " set_timer " in line]
-    assert len(sets) == 5
-
-
-def test_an_access_line_s_stamp_follows_the_clock_across_a_second(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("head", "expects"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n", False),
+        (
+            b"PUT /j/6 HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: 0\r\n\r\n",
+            False,
+        ),
+        (
+            b"PUT /j/6 HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: 2\r\n\r\n",
+            True,
+        ),
+        (
+            b"PUT /j/6 HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n",
+            True,
+        ),
+    ],
+)
+def test_only_a_request_with_a_body_is_told_to_continue(
+    head: bytes, expects: bool
 ) -> None:
-    import io
-    import logging
-    import re
+    from waitress.adjustments import Adjustments
 
-    import timercheck
+    from timercheck import TimedRequestParser
 
-    caplog.set_level(logging.INFO, "timercheck.access")
-    stream = io.StringIO()
-    write = timercheck.access_writer(stream)
-    for now in (1795929826.9995, 1795929826.9999, 1795929827.0004):
-        monkeypatch.setattr(timercheck.time, "time", lambda now=now: now)
-        write("a line")
-    stamps = re.findall(r"^\S+ \S+", stream.getvalue(), re.M)
-    local = [
-        time.strftime("%H:%M:%S", time.localtime(t)) for t in (1795929826, 1795929827)
-    ]
-    assert [stamp[-12:] for stamp in stamps] == [
-        f"{local[0]},999",
-        f"{local[0]},999",
-        f"{local[1]},000",
-    ]
+    parser = TimedRequestParser(Adjustments())
+    parser.received(head)
+    assert parser.headers_finished and parser.expect_continue is expects
 
 
-def test_access_lines_wait_even_unbuffered_and_a_warning_flushes_them_first(
+def test_waitress_has_every_internal_the_service_relies_on() -> None:
+    """On the release requirements.txt pins, which WAITRESS_BUILT_FOR names.
+    To upgrade waitress: see docs/contributing.md."""
+    import inspect
+
+    import waitress.channel
+
+    from timercheck import WAITRESS_BUILT_FOR, waitress_gaps
+
+    assert waitress_gaps() == []
+    requirements = (ROOT / "requirements.txt").read_text()
+    pinned = re.search(r"^waitress==(\S+)$", requirements, re.M)
+    assert pinned and pinned[1] == WAITRESS_BUILT_FOR
+    # the wording SafeLines redacts, where waitress logs a request's path
+    source = inspect.getsource(waitress.channel)
+    assert "Client disconnected while serving %s" in source
+    assert "Exception while serving %s" in source
+
+
+@pytest.mark.parametrize(
+    ("where", "name", "feature"),
+    [
+        ("waitress.channel.HTTPChannel", "task_class", "shedding by time waited"),
+        ("waitress.parser.HTTPRequestParser", "expect_continue", "Expect without"),
+        ("waitress.proxy_headers", "clear_untrusted_headers", "proxy headers"),
+        ("waitress.channel.HTTPChannel", "_flush_some", "no write spin"),
+        ("waitress.task.Task", "build_response_header", "one send an answer"),
+    ],
+)
+def test_a_waitress_without_an_internal_stops_the_start_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    where: str,
+    name: str,
+    feature: str,
 ) -> None:
-    """As under PYTHONUNBUFFERED: a write-through stream is held while
-    serving; a warning logged to it goes out at once, after the access lines
-    before it; the stream is as it was afterwards."""
-    import io
-    import logging
+    import importlib
 
-    import timercheck
+    from timercheck import serve
 
-    caplog.set_level(logging.INFO, "timercheck.access")
-    raw = io.BytesIO()
-    stream = io.TextIOWrapper(raw, write_through=True)
-    logger = logging.getLogger("test_server.warnings")
-    handler = logging.StreamHandler(stream)
-    logger.addHandler(handler)
-    logger.propagate = False
+    module, _, attribute = where.rpartition(".")
+    owner = (
+        importlib.import_module(where)
+        if "proxy" in where
+        else getattr(importlib.import_module(module), attribute)
+    )
+    monkeypatch.delattr(owner, name)
+    caplog.set_level("INFO", "timercheck")
+    assert serve(Config(sqlite_path=str(tmp_path / "t.db"), port=0)) == 2
+    [line] = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert line.startswith(
+        "waitress 3.0.2 lacks what this service, built for waitress 3.0.2, relies on:"
+    )
+    assert name in line and feature in line
+
+
+def test_waitress_is_checked_even_where_nothing_can_listen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import waitress
+    import waitress.server
+
+    from timercheck import waitress_gaps
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise OSError("no loopback here")
+
+    monkeypatch.setattr(waitress, "create_server", no_network)
+    assert waitress_gaps() == []
+    monkeypatch.delattr(waitress.server.BaseWSGIServer, "channel_class")
+    assert waitress_gaps() == [
+        "a listener's _map, adj, channel_class, handle_accept (accept bursts)"
+    ]
+
+
+def test_a_head_over_16_kb_is_refused(tmp_path: Path) -> None:
+    with service({"TIMERCHECK_DB": str(tmp_path / "t.db")}) as server:
+        big = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 17000 + b"\r\n\r\n"
+        assert (
+            raw(server.port, big)
+            .split(b"\r\n")[0]
+            .endswith(b" 431 Request Header Fields Too Large")
+        )
+        small = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 15000
+        assert raw(server.port, small + b"\r\nConnection: close\r\n\r\n").startswith(
+            b"HTTP/1.1 200 "
+        )
+
+
+def test_expect_100_continue_without_a_body_is_served(tmp_path: Path) -> None:
+    with service({"TIMERCHECK_DB": str(tmp_path / "t.db")}) as server:
+        answer = raw(
+            server.port,
+            b"GET /job/60 HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Connection: close\r\n\r\n",
+        )
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer[:100]
+        assert call(server.port, "GET", "/job").status == 200
+        with_body = raw(
+            server.port,
+            b"PUT /job/90 HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: 2\r\nConnection: close\r\n\r\n{}",
+        )
+        assert b"HTTP/1.1 200 OK\r\n" in with_body
+        assert call(server.port, "GET", "/job").json["start_seconds"] == 90
+
+
+def test_a_timer_request_that_waited_past_the_bound_is_shed_without_the_store(
+    clock: FakeClock,
+) -> None:
+    store = FailingStore()
+    app = TestApp(App(store, clock))  # 2 s by default, as TIMERCHECK_MAX_WAIT_MS
+    for path in ("/job", "/job/60", "/-/" + "A" * 64):
+        shed = app.get(path, extra_environ={WAITED: 2.001}, status=503)
+        assert shed.json["errorMessage"] == "503: overloaded: try again shortly"
+        assert shed.headers["Retry-After"] in {"1", "2", "3", "4"}
+    assert app.delete("/job", extra_environ={WAITED: 9}, status=503).headers[
+        "Retry-After"
+    ]
+    assert store.calls == 0
+
+
+def test_health_and_robots_are_never_shed(clock: FakeClock) -> None:
+    app = TestApp(App(FailingStore(), clock, max_wait=2.0))
+    assert app.get("/", extra_environ={WAITED: 60.0}).text == "OK"
+    assert app.head("/", extra_environ={WAITED: 60.0}).status_int == 200
+    assert app.get("/robots.txt", extra_environ={WAITED: 60.0}).status_int == 200
+
+
+def test_a_request_that_waited_exactly_the_bound_is_served(
+    app: TestApp, clock: FakeClock
+) -> None:
+    waited = {WAITED: 2.0}
+    assert app.get("/job/60", extra_environ=waited).json["status"] == "ok"
+    assert app.get("/job", extra_environ=waited).json["seconds_remaining"] == 60
+
+
+def test_a_request_whose_wait_no_server_stamped_is_served(
+    store: Any, clock: FakeClock
+) -> None:
+    """Under a WSGI server other than ours the wait is unknown: never shed."""
+    app = TestApp(App(store, clock, max_wait=0.001))
+    assert app.get("/job/60").json["status"] == "ok"
+
+
+def test_retry_after_is_spread_over_1_to_4_seconds(clock: FakeClock) -> None:
+    app = TestApp(App(FailingStore(), clock, max_wait=0.5))
+    seen = {
+        app.get("/job", extra_environ={WAITED: 1}, status=503).headers["Retry-After"]
+        for _ in range(200)
+    }
+    assert seen == {"1", "2", "3", "4"}
+
+
+def queued(method: str | None, path: str | None) -> Any:
+    request = (
+        SimpleNamespace()
+        if method is None
+        else SimpleNamespace(command=method, path=path)
+    )
+    return SimpleNamespace(requests=[request])
+
+
+def test_health_checks_go_to_the_front_of_the_queue() -> None:
+    dispatcher = HealthFirstDispatcher()  # no threads: the queue only fills
+    check, root, post, head, bad, set_ = (
+        queued("GET", "/job"),
+        queued("GET", "/"),
+        queued("POST", "/"),
+        queued("HEAD", "/"),
+        queued(None, None),  # a request waitress could not parse
+        queued("GET", "/job/60"),
+    )
+    for channel in (check, root, post, head, bad, set_):
+        dispatcher.add_task(channel)
+    assert list(dispatcher.queue) == [root, head, check, post, bad, set_]
+
+
+def test_only_two_health_checks_go_first_at_once() -> None:
+    """A flood of `GET /` waits its turn behind the timer requests, and so
+    does a batch of them pipelined on one connection."""
+    dispatcher = HealthFirstDispatcher()
+    check, set_ = queued("GET", "/job"), queued("GET", "/job/60")
+    health = [queued("GET", "/") for _ in range(4)]
+    batch = queued("GET", "/")
+    batch.requests *= 2
+    for channel in (check, batch, health[0], set_, *health[1:]):
+        dispatcher.add_task(channel)
+    assert list(dispatcher.queue) == [
+        health[0],
+        health[1],
+        check,
+        batch,
+        set_,
+        *health[2:],
+    ]
+
+
+def listening(
+    limit: int = 100, accepts: list[int] | None = None
+) -> tuple[Any, HealthFirstDispatcher]:
+    """timercheck's waitress listener on 127.0.0.1, its loop not running, with
+    a dispatcher that has no threads: what the loop would do is called by
+    hand, and what it would queue stays in the queue. Each call of waitress's
+    own accept is counted in `accepts`, if given."""
+    dispatcher = HealthFirstDispatcher()
+    listener = waitress.create_server(
+        App(FailingStore()), host="127.0.0.1", port=0, _dispatcher=dispatcher,
+        connection_limit=limit,
+    )  # fmt: skip
+    listener.channel_class = NoSpinChannel
+    if accepts is not None:
+        accept_one = listener.handle_accept
+        listener.handle_accept = lambda: accepts.append(1) or accept_one()
+    accept_bursts(listener)
+    return listener, dispatcher
+
+
+def test_one_turn_accepts_every_waiting_connection_and_reads_its_request() -> None:
+    listener, dispatcher = listening()
+    socks = clients(listener.effective_port, 5)
     try:
-        write = timercheck.access_writer(stream)
-        with timercheck.buffered(stream):
-            write("first")
-            write("second")
-            assert raw.getvalue() == b""  # held
-            logger.warning("the store is down")
-            lines = raw.getvalue().decode().splitlines()
-            said = [line.rsplit(" ", 1)[-1] for line in lines[:2]]
-            assert said == ["first", "second"]
-            assert lines[2:] == ["the store is down"]
-            write("third")
-        assert raw.getvalue().decode().endswith(" third\n")  # flushed at the end
-        assert stream.write_through
+        listener.handle_accept()  # what one turn of waitress's loop does
+        assert len(dispatcher.queue) == 5
+        assert all(c.requests[0].path == "/job" for c in dispatcher.queue)
     finally:
-        logger.removeHandler(handler)
+        for sock in socks:
+            sock.close()
+        listener.close()
+
+
+def test_one_turn_stops_accepting_once_nothing_is_waiting() -> None:
+    accepts: list[int] = []
+    listener, _ = listening(accepts=accepts)
+    socks = clients(listener.effective_port, 5)
+    try:
+        listener.handle_accept()
+        assert len(accepts) == 6  # five connections, then one try that finds none
+    finally:
+        for sock in socks:
+            sock.close()
+        listener.close()
+
+
+def test_a_connection_with_nothing_sent_yet_is_accepted_and_left_to_the_loop() -> None:
+    listener, dispatcher = listening()
+    socks = clients(listener.effective_port, 3, send=False)
+    try:
+        before = len(listener._map)
+        listener.handle_accept()
+        assert len(listener._map) == before + 3
+        assert len(dispatcher.queue) == 0
+    finally:
+        for sock in socks:
+            sock.close()
+        listener.close()
+
+
+def test_accepting_stops_at_the_connection_limit() -> None:
+    listener, dispatcher = listening()
+    listener.adj.connection_limit = len(listener._map) + 2
+    socks = clients(listener.effective_port, 5)
+    try:
+        listener.handle_accept()
+        assert len(dispatcher.queue) == 2
+    finally:
+        for sock in socks:
+            sock.close()
+        listener.close()
+
+
+def test_a_request_arrives_when_it_has_been_read_whole() -> None:
+    """The wait that sheds a request counts from its last byte, not its first."""
+    from waitress.adjustments import Adjustments
+
+    from timercheck import TimedRequestParser
+
+    parser = TimedRequestParser(Adjustments())
+    parser.received(b"GET /job HTTP/1.1\r\nHost: x\r\n")
+    assert parser.arrived == 0.0
+    before = time.monotonic()
+    parser.received(b"\r\n")
+    assert before <= parser.arrived <= time.monotonic()
+    first = parser.arrived
+    parser.received(b"GET /other HTTP/1.1\r\n\r\n")  # the next is another's
+    assert parser.arrived == first
