@@ -3,7 +3,10 @@ The fakes live in tests/fakes.py, the servers and clients in tests/support.py.""
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +15,32 @@ from webtest import TestApp
 
 from fakes import FakeClock, record_calls, serialize_item_operations
 from timercheck import App, DynamoDB, DynamoStore, SqliteStore, Store, dynamodb_client
+
+
+def children() -> set[int]:
+    """The processes this one started that are still running."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[1]) == os.getpid() and fields[0] != "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
+@pytest.fixture(autouse=True)
+def leaves_nothing_running() -> Iterator[None]:
+    """No test leaves a thread or a process running for the tests after it:
+    what it started ends within 10 s of its end."""
+    threads, processes = set(threading.enumerate()), children()
+    yield
+    for thread in set(threading.enumerate()) - threads:
+        thread.join(10)
+    left = [t.name for t in set(threading.enumerate()) - threads if t.is_alive()]
+    assert not left, f"threads left running: {left}"
+    assert not children() - processes, "processes left running"
 
 
 @pytest.fixture

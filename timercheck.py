@@ -3034,11 +3034,11 @@ def probe(
 SECRET_EVERY = 60.0  # seconds
 
 
-def follow_secret(app: App, every: float = SECRET_EVERY) -> None:
-    """Read the store's secret again every minute, so that every task behind
-    the load balancer adopts a changed one within a minute."""
-    while True:
-        time.sleep(every)
+def follow_secret(app: App, stop: threading.Event, every: float = SECRET_EVERY) -> None:
+    """Read the store's secret again every minute, until stopped, so that
+    every task behind the load balancer adopts a changed one within a
+    minute."""
+    while not stop.wait(every):
         try:
             app.refresh_token_keys()
         except StoreUnavailable:
@@ -3048,12 +3048,14 @@ def follow_secret(app: App, every: float = SECRET_EVERY) -> None:
 PURGE_EVERY = 60.0  # seconds
 
 
-def purge_forgotten(store: SqliteStore, every: float = PURGE_EVERY) -> None:
+def purge_forgotten(
+    store: SqliteStore, stop: threading.Event, every: float = PURGE_EVERY
+) -> None:
     """DynamoDB's TTL deletes forgotten timers; on SQLite this thread does,
-    so the file stops growing with every name ever used."""
+    every minute until stopped, so that the file stops growing with every
+    name ever used."""
     failing = False
-    while True:
-        time.sleep(every)
+    while not stop.wait(every):
         try:
             while store.purge(int(time.time())) == PURGE_BATCH:
                 pass
@@ -3137,21 +3139,21 @@ def serve(config: Config) -> int:
     dispatcher.set_thread_count(config.workers)
     signal.signal(signal.SIGTERM, stop)
     threading.Thread(target=probe, args=(app,), daemon=True).start()
-    threading.Thread(target=follow_secret, args=(app,), daemon=True).start()
-    flushing = threading.Event()
+    stopping = threading.Event()
+    threading.Thread(target=follow_secret, args=(app, stopping), daemon=True).start()
     flusher = threading.Thread(
-        target=flush_often, args=(sys.stdout, flushing), daemon=True
+        target=flush_often, args=(sys.stdout, stopping), daemon=True
     )
     flusher.start()
     if isinstance(store.store, SqliteStore) and not read_only:
-        purger = threading.Thread(target=purge_forgotten, args=(store.store,))
-        purger.daemon = True
-        purger.start()
+        threading.Thread(
+            target=purge_forgotten, args=(store.store, stopping), daemon=True
+        ).start()
     with buffered(sys.stdout):
         try:
             server.run()  # on SystemExit, waitress stops its workers and returns
         finally:
-            flushing.set()
+            stopping.set()
             flusher.join()
     log.info("timercheck stopped")
     return 0

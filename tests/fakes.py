@@ -172,6 +172,18 @@ def serialize_item_operations(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(DynamoHandler, name, serialized)
 
 
+class Rounds:
+    """A stop event for a loop that waits before each round: it records each
+    wait, and says stop during the `last` one."""
+
+    def __init__(self, last: int) -> None:
+        self.last, self.waits = last, list[float]()
+
+    def wait(self, timeout: float) -> bool:
+        self.waits.append(timeout)
+        return len(self.waits) >= self.last
+
+
 def record_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """time.sleep, on this thread, records the wait instead of waiting; the
     threads of servers and proxies still started by earlier tests sleep as

@@ -27,6 +27,7 @@ from fakes import (
     FailingStore,
     FakeClock,
     Limits,
+    Rounds,
 )
 from support import (
     ROOT,
@@ -347,7 +348,7 @@ def test_serve_names_an_ipv6_address_in_brackets(
     assert [line.split()[3] for line in said] == [f"http://[::1]:{port}"]
 
 
-def test_sigterm_stops_the_server_cleanly() -> None:
+def test_the_sigterm_handler_exits_with_0() -> None:
     from timercheck import stop
 
     with pytest.raises(SystemExit) as stopped:
@@ -674,7 +675,7 @@ def test_a_traceback_is_one_escaped_line_that_says_what_went_wrong_first() -> No
     line = logging.Formatter("%(message)s").format(record)
     assert "\n" not in line.replace("\\n", "")
     assert line.startswith("request r1: boom: KeyError: 'bad\\nthing' | ")
-    assert "\\x0a" in line and "test_security.py" in line
+    assert "\\x0a" in line and "test_entry_point.py" in line
     assert record.exc_info is None
 
 
@@ -866,10 +867,6 @@ def test_each_store_gets_its_own_number_of_threads_unless_set() -> None:
 READ_ONLY = "sqlite: attempt to write a readonly database"
 
 
-class Stop(Exception):
-    pass
-
-
 class Scripted(SqliteStore):
     """A real store whose purges fail, succeed or stop the loop as told."""
 
@@ -881,48 +878,36 @@ class Scripted(SqliteStore):
         step = self.script.pop(0)
         if step == "fail":
             raise StoreUnavailable(READ_ONLY)
-        if step == "stop":
-            raise Stop
         return super().purge(now, batch)
 
 
-def test_the_purge_loop_sleeps_between_rounds_and_says_once_per_outage(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def test_the_purge_loop_waits_between_rounds_and_says_once_per_outage(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = Scripted(
-        str(tmp_path / "t.db"), ["purge", "fail", "fail", "purge", "fail", "stop"]
-    )
+    store = Scripted(str(tmp_path / "t.db"), ["purge", "fail", "fail", "purge", "fail"])
     for n in range(3):
         store.put(Timer(f"gone-{n}", 0, 1, 1))
-    slept: list[float] = []
-    monkeypatch.setattr(timercheck.time, "sleep", slept.append)
-    with pytest.raises(Stop):
-        purge_forgotten(store, every=7.0)
-    assert slept == [7.0] * 6
+    stop = Rounds(6)  # five rounds, then stopped while waiting
+    purge_forgotten(store, stop, every=7.0)  # type: ignore[arg-type]
+    assert stop.waits == [7.0] * 6
     assert rows(tmp_path / "t.db") == []
     said = [m for m in caplog.messages if m.startswith("cannot purge")]
     assert said == [f"cannot purge forgotten timers: {READ_ONLY}"] * 2
 
 
-def test_the_purge_thread_empties_what_expired_and_says_once_when_it_cannot(
+def test_the_purge_empties_what_expired_and_says_once_when_it_cannot(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "timers.db"
     store = SqliteStore(str(path))
     store.put(Timer("gone", 0, 1, 1))  # forgotten in 1970
     store.put(Timer("kept", 0, 1, 2**40))
-    threading.Thread(target=purge_forgotten, args=(store, 0.01), daemon=True).start()
-    deadline = time.monotonic() + 5
-    while rows(path) != ["kept"] and time.monotonic() < deadline:
-        time.sleep(0.01)
+    purge_forgotten(store, Rounds(2))  # type: ignore[arg-type]
     assert rows(path) == ["kept"]
 
     read_only = SqliteStore(f"file:{path}?mode=ro")
     assert read_only.get("kept") is not None
-    threading.Thread(
-        target=purge_forgotten, args=(read_only, 0.01), daemon=True
-    ).start()
-    time.sleep(0.3)
+    purge_forgotten(read_only, Rounds(4))  # type: ignore[arg-type]
     said = [m for m in caplog.messages if m.startswith("cannot purge forgotten timers")]
     assert said == [
         "cannot purge forgotten timers: sqlite: attempt to write a readonly database"
@@ -930,20 +915,15 @@ def test_the_purge_thread_empties_what_expired_and_says_once_when_it_cannot(
 
 
 def test_access_lines_are_flushed_every_second_until_the_stop() -> None:
-    waits: list[float] = []
+    stop = Rounds(4)  # stopped during the fourth wait
     flushed: list[int] = []
-
-    class Stop:
-        def wait(self, timeout: float) -> bool:
-            waits.append(timeout)
-            return len(waits) == 4  # stopped during the fourth wait
 
     class Stream:
         def flush(self) -> None:
-            flushed.append(len(waits))
+            flushed.append(len(stop.waits))
 
-    flush_often(Stream(), Stop())  # type: ignore[arg-type]
-    assert waits == [1.0, 1.0, 1.0, 1.0]
+    flush_often(Stream(), stop)  # type: ignore[arg-type]
+    assert stop.waits == [1.0, 1.0, 1.0, 1.0]
     assert flushed == [1, 2, 3]  # after each wait that was not stopped
 
 

@@ -442,16 +442,18 @@ def test_an_empty_dynamodb_answer_reads_as_botocore_reads_it(
     TestApp(App(dynamo, clock)).get("/job", status=404)
 
 
-def test_the_dynamodb_client_fails_within_about_4_seconds(fake_aws: None) -> None:
-    """1 s to connect, 1.5 s to read, two attempts in all with botocore's
-    standard retries; a pool of 10 connections unless told otherwise."""
+def test_the_wire_and_create_table_s_client_give_up_alike(fake_aws: None) -> None:
+    """1 s to connect, 1.5 s to read, two attempts in all (botocore's
+    standard retries), and for the wire 4 s a call whatever the attempts."""
     from timercheck import dynamodb_client
 
-    config = dynamodb_client("eu-west-1").meta.config
+    client = dynamodb_client("eu-west-1")
+    config = client.meta.config
+    assert client.meta.region_name == "eu-west-1"
     assert (config.connect_timeout, config.read_timeout) == (1, 1.5)
     assert config.retries == {"mode": "standard", "total_max_attempts": 2}
-    assert config.max_pool_connections == 10
-    assert dynamodb_client("eu-west-1").meta.region_name == "eu-west-1"
+    wire = DynamoDB(client)
+    assert (wire.timeouts, wire.deadline) == ((1, 1.5), 4)
 
 
 # AWS's Signature Version 4 test suite: its POST requests to / without a query
