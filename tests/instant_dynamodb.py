@@ -10,7 +10,7 @@ ADD of numbers and number sets, DELETE from a number set, REMOVE, and the
 condition attribute_exists). It checks no signature and keeps nothing. It is
 no reference for DynamoDB's behaviour (the tests use moto for that), but for
 one thing moto does differently: an update that finds no item makes one of
-its key alone, as DynamoDB does (seen on dynalite 4), and test_history.py
+its key alone, as DynamoDB does (seen on dynalite 4), and test_stores.py
 relies on that.
 """
 

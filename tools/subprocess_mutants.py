@@ -12,7 +12,7 @@ only in the module the name starts with. A server the tests start runs
 `__main__.x_...` here, and it is on in the servers and off in the tests
 themselves. Prints each survivor (of the functions named, or all) as killed,
 survived or timeout. Run after `mutmut run`. The suite is
-tests/test_settings.py unless --suite names others.
+tests/test_entry_point.py unless --suite names others.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
 # mutmut's copy of the project holds the code and the tests, not the README.
-SUITES = ["tests/test_settings.py"]
+SUITES = ["tests/test_entry_point.py"]
 
 
 def survivors(functions: list[str]) -> list[str]:
