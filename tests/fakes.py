@@ -11,11 +11,27 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.credentials import Credentials
 from moto.dynamodb.responses import DynamoHandler
 
 from timercheck import StoreUnavailable, Timer
+
+FAKE_CREDENTIALS = Credentials("a", "b")
+
+
+def fake_client(endpoint_url: str | None = None, region: str = "us-east-1") -> Any:
+    """boto3's DynamoDB client, with the fake credentials."""
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id=FAKE_CREDENTIALS.access_key,
+        aws_secret_access_key=FAKE_CREDENTIALS.secret_key,
+    )
+
 
 START = 1_700_000_000.0
 T0 = int(START)  # the same, in whole seconds

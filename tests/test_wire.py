@@ -35,8 +35,10 @@ from webtest import TestApp
 
 import timercheck
 from fakes import (
+    FAKE_CREDENTIALS,
     FakeClock,
     failing_responses,
+    fake_client,
     record_sleeps,
     scripted_responses,
 )
@@ -376,13 +378,13 @@ def test_one_object_signs_on_either_side_of_midnight_as_botocore() -> None:
         midnight - datetime.timedelta(seconds=2),
     ):
         headers = api.signed_headers("GetItem", b"{}", when.timestamp())
-        expected = botocore_signature(
+        expected = botocore_signed(
             when.replace(tzinfo=None),
             "http://127.0.0.1:8000/",
             "DynamoDB_20120810.GetItem",
             b"{}",
         )
-        assert headers["authorization"] == expected
+        assert headers["authorization"] == expected["Authorization"]
 
 
 def test_retries_stop_once_the_retry_quota_is_spent(
@@ -390,13 +392,8 @@ def test_retries_stop_once_the_retry_quota_is_spent(
 ) -> None:
     """botocore's standard retry quota: 500 to start, 14 a retry, back as
     calls succeed (botocore/retries/quota.py, standard.py)."""
-    client = boto3.client(
-        "dynamodb",
-        region_name="us-east-1",
-        aws_access_key_id="a",
-        aws_secret_access_key="b",
-    )
-    api = DynamoDB(client, Credentials("a", "b"))
+    client = fake_client()
+    api = DynamoDB(client, FAKE_CREDENTIALS)
     record_sleeps(monkeypatch)
     sent = failing_responses(client, 500, "InternalServerError", "")
     for _ in range(40):
@@ -535,9 +532,7 @@ def random_text(rng: random.Random, size: int) -> str:
     return "".join(rng.choice(PRINTABLE) for _ in range(size))
 
 
-def test_requests_are_signed_exactly_as_botocore_signs_them(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_requests_are_signed_exactly_as_botocore_signs_them() -> None:
     """Randomized requests, signed our way and by botocore's SigV4Auth: the
     same Authorization, X-Amz-Date and X-Amz-Security-Token, every time."""
     rng = random.Random(20261129)
@@ -571,36 +566,22 @@ def test_requests_are_signed_exactly_as_botocore_signs_them(
         ours = DynamoDB(client, credentials).signed_headers(
             operation, body, when.timestamp()
         )
-        request = AWSRequest(
-            "POST",
+        theirs = botocore_signed(
+            when.replace(tzinfo=None),
             client.meta.endpoint_url.rstrip("/") + "/",
-            headers={
-                "Content-Type": "application/x-amz-json-1.0",
-                "X-Amz-Target": f"DynamoDB_20120810.{operation}",
-            },
-            data=body,
+            f"DynamoDB_20120810.{operation}",
+            body,
+            credentials,
+            client.meta.region_name,
         )
-        monkeypatch.setattr(
-            botocore.auth, "get_current_datetime", lambda when=when: when
-        )
-        botocore.auth.SigV4Auth(
-            credentials, "dynamodb", client.meta.region_name
-        ).add_auth(request)
-        assert ours["authorization"] == request.headers["Authorization"]
-        assert ours["x-amz-date"] == request.headers["X-Amz-Date"]
-        assert ours.get("x-amz-security-token") == request.headers.get(
-            "X-Amz-Security-Token"
-        )
+        assert ours["authorization"] == theirs["Authorization"]
+        assert ours["x-amz-date"] == theirs["X-Amz-Date"]
+        assert ours.get("x-amz-security-token") == theirs.get("X-Amz-Security-Token")
 
 
 def test_rotated_credentials_are_used_from_the_next_request() -> None:
     """The task role's credentials rotate: each request reads them afresh."""
-    client = boto3.client(
-        "dynamodb",
-        region_name="us-east-1",
-        aws_access_key_id="a",
-        aws_secret_access_key="b",
-    )
+    client = fake_client()
     current = SimpleNamespace(
         get_frozen_credentials=lambda: Credentials("OLD", "old-secret", "old-token")
     )
@@ -679,19 +660,13 @@ def scripted_server(
 
 
 def client_at(port: int, scheme: str = "http", host: str = "127.0.0.1") -> Any:
-    return boto3.client(
-        "dynamodb",
-        endpoint_url=f"{scheme}://{host}:{port}",
-        region_name="us-east-1",
-        aws_access_key_id="a",
-        aws_secret_access_key="b",
-    )
+    return fake_client(f"{scheme}://{host}:{port}")
 
 
 def wire(
     port: int, scheme: str = "http", host: str = "127.0.0.1", **options: Any
 ) -> DynamoDB:
-    return DynamoDB(client_at(port, scheme, host), Credentials("a", "b"), **options)
+    return DynamoDB(client_at(port, scheme, host), FAKE_CREDENTIALS, **options)
 
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
@@ -737,31 +712,32 @@ def test_a_request_on_the_wire_is_what_botocore_would_sign_and_send() -> None:
     assert fields["content-length"] == "17"
     assert body == b'{"TableName":"t"}'
     when = datetime.datetime.strptime(fields["x-amz-date"], "%Y%m%dT%H%M%SZ")
-    assert fields["authorization"] == botocore_signature(
+    signed = botocore_signed(
         when, f"http://127.0.0.1:{port}/", fields["x-amz-target"], body
     )
+    assert fields["authorization"] == signed["Authorization"]
 
 
-def botocore_signature(
-    when: datetime.datetime, url: str, target: str, body: bytes
-) -> str:
-    """The Authorization botocore's SigV4Auth gives a DynamoDB request at
-    `when` (naive UTC), with the credentials `a`/`b` of `wire`."""
+def botocore_signed(
+    when: datetime.datetime,
+    url: str,
+    target: str,
+    body: bytes,
+    credentials: Credentials = FAKE_CREDENTIALS,
+    region: str = "us-east-1",
+) -> dict[str, str]:
+    """The headers botocore's SigV4Auth gives a DynamoDB request at `when`
+    (naive UTC): its clock is botocore.auth.get_current_datetime."""
     request = AWSRequest(
         "POST",
         url,
         headers={"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": target},
         data=body,
     )
-    original = botocore.auth.get_current_datetime
-    botocore.auth.get_current_datetime = lambda: when
-    try:
-        botocore.auth.SigV4Auth(
-            Credentials("a", "b"), "dynamodb", "us-east-1"
-        ).add_auth(request)
-    finally:
-        botocore.auth.get_current_datetime = original
-    return request.headers["Authorization"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore.auth, "get_current_datetime", lambda: when)
+        botocore.auth.SigV4Auth(credentials, "dynamodb", region).add_auth(request)
+    return dict(request.headers)
 
 
 AWS_EU = "dynamodb.eu-west-1.amazonaws.com"
@@ -778,13 +754,7 @@ AWS_EU = "dynamodb.eu-west-1.amazonaws.com"
 def test_the_endpoint_says_where_to_connect_and_what_before_send_hooks_see(
     endpoint: str, url: str, address: tuple[str, int]
 ) -> None:
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="a",
-        aws_secret_access_key="b",
-    )
+    client = fake_client(endpoint)
     api = DynamoDB(client, Credentials("a", "b"))
     seen: list[tuple[str, str, bytes]] = []
     client.meta.events.register(
@@ -949,12 +919,7 @@ def test_a_retry_waits_as_botocore_waits_for_dynamodb(
     """botocore's standard backoff before a second attempt: a random wait
     under 1 s after throttling, under 25 ms for DynamoDB's other errors
     (botocore/retries/standard.py, ExponentialBackoff)."""
-    client = boto3.client(
-        "dynamodb",
-        region_name="us-east-1",
-        aws_access_key_id="a",
-        aws_secret_access_key="b",
-    )
+    client = fake_client()
     failing_responses(client, status, code, "")
     waits = record_sleeps(monkeypatch)
     for _ in range(60):  # each its own retry quota, which 60 retries would spend
