@@ -2602,6 +2602,10 @@ class DynamoDB:
 
 
 class TimedRequestParser(waitress.parser.HTTPRequestParser):
+    """waitress's parser, stamping when a request had been read whole (the
+    wait that sheds it counts from there), and sending no 100 Continue to a
+    request without a body."""
+
     arrived = 0.0  # time.monotonic() when the request had been read whole
 
     def received(self, data: bytes) -> int:
@@ -2619,6 +2623,9 @@ class TimedRequestParser(waitress.parser.HTTPRequestParser):
 
 
 class TimedTask(waitress.task.WSGITask):
+    """waitress's task, telling the app how long its request waited for a
+    thread (`WAITED`), and sending a whole answer in one send."""
+
     def get_environment(self) -> dict[str, Any]:
         environ = super().get_environment()
         environ[WAITED] = time.monotonic() - self.request.arrived
@@ -2887,7 +2894,8 @@ def server_options(config: Config) -> dict[str, Any]:
         "backlog": 4096,
         "max_request_body_size": 16384,
         # An ALB accepts request lines and headers up to 16 KB; waitress's
-        # default of 256 KB let one head cost a quarter of a CPU second.
+        # default of 256 KB let one head cost 150 to 250 ms of CPU
+        # (docs/operating.md, "Request heads").
         "max_request_header_size": 16384,
         "asyncore_use_poll": True,
         # The app reads proxy headers itself (`forwarded`).
