@@ -4,6 +4,7 @@ HTTP client, and a fault-injecting TCP proxy. Standard library only."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import os
@@ -191,9 +192,10 @@ class FaultProxy:
         self.mode, self.delay = "pass", 0.0
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
-        self.sockets: list[socket.socket] = []
+        self.sockets = [self.listener]
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
         self.running = True
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.threads[0].start()
 
     def _accept(self) -> None:
         while self.running:
@@ -208,7 +210,9 @@ class FaultProxy:
                 )
                 client.close()
                 continue
-            threading.Thread(target=self._pipe, args=(client,), daemon=True).start()
+            thread = threading.Thread(target=self._pipe, args=(client,), daemon=True)
+            self.threads.append(thread)
+            thread.start()
 
     def _pipe(self, client: socket.socket) -> None:
         try:
@@ -238,12 +242,7 @@ class FaultProxy:
 
     def close(self) -> None:
         self.running = False
-        self.listener.close()
-        for sock in self.sockets:
-            try:
-                sock.close()
-            except OSError:
-                pass
+        stop_serving(self.sockets, self.threads)
 
 
 def read_message(sock: socket.socket, data: bytes = b"") -> tuple[bytes, bytes]:
@@ -277,6 +276,18 @@ def with_length(head: bytes, body: bytes, length: int | None = None) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
+def stop_serving(sockets: list[socket.socket], threads: list[threading.Thread]) -> None:
+    """Wake every thread blocked on the sockets (a listener's accept, a
+    connection's recv: closing alone wakes neither), and wait for them."""
+    for sock in list(sockets):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+    for thread in list(threads):
+        thread.join(10)
+    for sock in list(sockets):
+        sock.close()
+
+
 class Listening:
     """A server on 127.0.0.1 that serves each connection on a thread of its
     own, with `_serve`, until it is closed."""
@@ -284,10 +295,12 @@ class Listening:
     def __init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.sockets = [self.listener]
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
 
     def close(self) -> None:
-        self.listener.close()
+        stop_serving(self.sockets, self.threads)
 
     def _accept(self) -> None:
         while True:
@@ -295,7 +308,10 @@ class Listening:
                 conn, _ = self.listener.accept()
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            self.sockets.append(conn)
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self.threads.append(thread)
+            thread.start()
 
     def _serve(self, conn: socket.socket) -> None:
         raise NotImplementedError

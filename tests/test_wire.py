@@ -49,6 +49,7 @@ from support import (
     free_port,
     main_exits,
     moto_server,
+    stop_serving,
 )
 from timercheck import (
     App,
@@ -623,20 +624,29 @@ def scripted_server(
             if piece:
                 time.sleep(0.002)
 
+    def receive(conn: socket.socket) -> bytes:
+        data = conn.recv(65536)
+        if not data:
+            raise ConnectionError("the client closed the connection")
+        return data
+
     def read_request(conn: socket.socket) -> None:
         data = b""
         while b"\r\n\r\n" not in data:
-            data += conn.recv(65536)
+            data += receive(conn)
         head, _, body = data.partition(b"\r\n\r\n")
         length = int(head.lower().split(b"content-length: ")[1].split(b"\r")[0])
         while len(body) < length:
-            body += conn.recv(65536)
+            body += receive(conn)
         requests.append(head + b"\r\n\r\n" + body)
 
     def run() -> None:
         n = 0
         while n < len(answers):
-            conn, _ = listener.accept()
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # stopped at the test's end
+                return
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if tls:
                 try:
@@ -644,19 +654,38 @@ def scripted_server(
                 except (ssl.SSLError, OSError):  # the client refused us
                     conn.close()
                     continue
+            sockets.append(conn)
             carried.append(0)
             while n < len(answers):
-                read_request(conn)
+                try:
+                    read_request(conn)
+                except OSError:  # the client gave up, or the test ended
+                    break
                 carried[-1] += 1
                 send(conn, answers[n])
                 n += 1
                 if n - 1 in close_after:
-                    threading.Timer(linger, conn.close).start()
+                    closer = threading.Timer(linger, conn.close)
+                    threads.append(closer)
+                    closer.start()
                     break
-        listener.close()
 
-    threading.Thread(target=run, daemon=True).start()
+    sockets = [listener]
+    threads = [threading.Thread(target=run, daemon=True)]
+    threads[0].start()
+    SCRIPTED.append((sockets, threads))
     return listener.getsockname()[1], carried, requests
+
+
+SCRIPTED: list[tuple[list[socket.socket], list[threading.Thread]]] = []
+
+
+@pytest.fixture(autouse=True)
+def scripted_servers_stop() -> Iterator[None]:
+    """The servers a test scripted stop at its end, answered or not."""
+    yield
+    while SCRIPTED:
+        stop_serving(*SCRIPTED.pop())
 
 
 def client_at(port: int, scheme: str = "http", host: str = "127.0.0.1") -> Any:
