@@ -3,6 +3,7 @@ The fakes live in tests/fakes.py, the servers and clients in tests/support.py.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterator
@@ -18,16 +19,19 @@ from timercheck import App, DynamoDB, DynamoStore, SqliteStore, Store, dynamodb_
 
 
 def children() -> set[int]:
-    """The processes this one started that are still running."""
+    """The processes this one started that are still running (not zombies):
+    each thread's children, as Linux lists them in /proc."""
     found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:  # gone meanwhile
-            continue
-        if int(fields[1]) == os.getpid() and fields[0] != "Z":
-            found.add(int(stat.parent.name))
-    return found
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # the thread ended
+            found.update(map(int, (task / "children").read_text().split()))
+    running = set()
+    for pid in found:
+        with contextlib.suppress(FileNotFoundError):  # reaped meanwhile
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+            if state != "Z":
+                running.add(pid)
+    return running
 
 
 @pytest.fixture(autouse=True)
