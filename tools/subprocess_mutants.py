@@ -50,7 +50,7 @@ def verdict(mutant: str, suites: list[str]) -> str:
     try:
         run = subprocess.run(
             [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
-            + suites,
+            + ["-p", "no:randomly", *suites],
             cwd=ROOT / "mutants",
             env={**os.environ, "MUTANT_UNDER_TEST": as_script(mutant)},
             capture_output=True,
