@@ -37,7 +37,8 @@ def children() -> set[int]:
 @pytest.fixture(autouse=True)
 def leaves_nothing_running() -> Iterator[None]:
     """No test leaves a thread or a process running for the tests after it:
-    what it started ends within 10 s of its end."""
+    each thread it started ends within 10 s of its end, and each process it
+    started has ended by then."""
     threads, processes = set(threading.enumerate()), children()
     yield
     for thread in set(threading.enumerate()) - threads:
