@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import string
 from typing import Any
 
 import pytest
@@ -20,6 +21,33 @@ from timercheck import (
 )
 
 # -- health and robots --
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "status"),
+    [
+        ("get", "/", 200),
+        ("get", "/robots.txt", 200),
+        ("get", "/job/60", 200),
+        ("get", "/job", 200),
+        ("get", "/job?format=shields", 200),
+        ("get", "/job?format=text", 200),
+        ("get", "/job?format=history", 200),
+        ("get", "/job?format=svg", 200),
+        ("get", "/never", 404),
+        ("get", "/bad name", 400),
+        ("post", "/job", 405),
+        ("head", "/job", 200),
+        ("delete", "/job", 200),
+    ],
+)
+def test_every_answer_says_nosniff(
+    app: TestApp, method: str, url: str, status: int
+) -> None:
+    """A label or a name echoed in JSON or text is never read as HTML."""
+    app.get("/job/60")
+    answer = getattr(app, method)(url, status=status)
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
 
 
 @pytest.mark.parametrize("method", ["get", "head"])
@@ -449,11 +477,47 @@ def test_good_names(app: TestApp, name: str) -> None:
 def test_encoded_slash_in_a_name_is_400(app: TestApp) -> None:
     environ = {"PATH_INFO": "/a/b/60", "REQUEST_URI": "/a%2Fb/60"}
     assert (
-        "name" in app.get("/", extra_environ=environ, status=400).json["errorMessage"]
+        "percent"
+        in app.get("/", extra_environ=environ, status=400).json["errorMessage"]
     )
     environ = {"PATH_INFO": "/a/b", "REQUEST_URI": "/a%2fb"}
     app.get("/", extra_environ=environ, status=400)
     app.get("/a", status=404)
+
+
+PERCENT = (
+    "400: the path is never percent-encoded: a timer name, its seconds and a"
+    " read-only token are written only with A-Z a-z 0-9 . _ ~ -"
+)
+NAME_CHARACTERS = string.ascii_letters + string.digits + "._~-"
+
+
+def test_a_name_has_one_spelling(app: TestApp) -> None:
+    """Every character a name, its seconds or a token may hold, escaped in
+    upper and in lower case, at the start and inside: a 400 naming the rule,
+    and nothing set."""
+    for char in NAME_CHARACTERS:
+        for escape in {f"%{ord(char):02X}", f"%{ord(char):02x}"}:
+            for raw, decoded in [
+                (f"/{escape}bc/60", f"/{char}bc/60"),
+                (f"/a{escape}c/60", f"/a{char}c/60"),
+                (f"/abc/6{escape}", f"/abc/6{char}"),
+                (f"/{escape}bc", f"/{char}bc"),
+            ]:
+                environ = {"PATH_INFO": decoded, "REQUEST_URI": raw}
+                answer = app.get("/", extra_environ=environ, status=400).json
+                assert answer["errorMessage"] == PERCENT, raw
+    assert app.get("/abc", status=404).json["timer"] == "abc"
+
+
+def test_a_read_only_token_has_one_spelling(app: TestApp) -> None:
+    token = app.get("/abc/60").json["read_only_token"]
+    for n, char in enumerate(token):
+        for escape in {f"%{ord(char):02X}", f"%{ord(char):02x}"}:
+            raw = f"/-/{token[:n]}{escape}{token[n + 1 :]}"
+            environ = {"PATH_INFO": f"/-/{token}", "REQUEST_URI": raw}
+            answer = app.get("/", extra_environ=environ, status=400).json
+            assert answer["errorMessage"] == PERCENT, raw
 
 
 def test_control_characters_in_the_raw_target_are_400(app: TestApp) -> None:

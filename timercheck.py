@@ -52,6 +52,7 @@ import io
 import ipaddress
 import json
 import logging
+import math
 import os
 import queue
 import random
@@ -67,6 +68,7 @@ import sys
 import threading
 import time
 import traceback
+import unicodedata
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -201,6 +203,16 @@ SETTINGS = (
         "days a timer is remembered after it expired", 1, 3650,
     ),
     Setting(
+        "TIMERCHECK_MAX_SECONDS", "max_seconds", "integer", 34_560_000,
+        "the longest period a set may give: 400 days, a yearly job with a"
+        " month to spare", 1, 999_999_999,
+    ),
+    Setting(
+        "TIMERCHECK_SETS_PER_MINUTE", "sets_per_minute", "integer", 600,
+        "sets one client may make a minute, all at once or spread out; past"
+        " it, 429 with Retry-After", 1, 1_000_000,
+    ),
+    Setting(
         "HOST", "host", "host", "127.0.0.1",
         "address to listen on; 0.0.0.0 for every interface (the image sets it)",
     ),
@@ -216,6 +228,11 @@ SETTINGS = (
     Setting(
         "TIMERCHECK_CHANNEL_TIMEOUT", "channel_timeout", "integer", 75,
         "seconds an idle connection is kept (above the ALB's 60)", 1, 86400,
+    ),
+    Setting(
+        "TIMERCHECK_REQUEST_TIMEOUT", "request_timeout", "integer", 10,
+        "seconds a request may take to arrive whole from its first byte;"
+        " a connection past it is closed", 1, 3600,
     ),
     Setting(
         "TIMERCHECK_CONNECTION_LIMIT", "connection_limit", "integer", 8000,
@@ -249,10 +266,13 @@ class Config:
     sqlite_path: str = DEFAULTS["sqlite_path"]
     region: str | None = DEFAULTS["region"]
     retention_days: int = DEFAULTS["retention_days"]
+    max_seconds: int = DEFAULTS["max_seconds"]
+    sets_per_minute: int = DEFAULTS["sets_per_minute"]
     host: str = DEFAULTS["host"]
     port: int = DEFAULTS["port"]
     threads: int | None = DEFAULTS["threads"]
     channel_timeout: int = DEFAULTS["channel_timeout"]
+    request_timeout: int = DEFAULTS["request_timeout"]
     connection_limit: int = DEFAULTS["connection_limit"]
     max_wait_ms: int = DEFAULTS["max_wait_ms"]
     trusted_proxy: str | None = DEFAULTS["trusted_proxy"]
@@ -621,10 +641,9 @@ def text_width(text: str) -> int:
 
 
 # An SVG opened on its own is a document: no scripts, nothing fetched.
-SVG_HEADERS = (
-    ("X-Content-Type-Options", "nosniff"),
-    ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'"),
-)
+# (Every answer says nosniff: `respond`.)
+NO_SCRIPT = "default-src 'none'; style-src 'unsafe-inline'"
+SVG_HEADERS = (("Content-Security-Policy", NO_SCRIPT),)
 
 
 def svg_badge(label: str, message: str, color: str) -> str:
@@ -718,7 +737,8 @@ def history_view(
 # -- views: the page for people --
 
 PAGE_HEADERS = (
-    *SVG_HEADERS,  # no script, nothing fetched, no sniffing
+    # no script, nothing fetched, and never inside another site's frame
+    ("Content-Security-Policy", f"{NO_SCRIPT}; frame-ancestors 'none'"),
     ("Referrer-Policy", "no-referrer"),  # the read-only URL is a secret
 )
 PAGE_REFRESH = 30  # seconds
@@ -959,6 +979,10 @@ BAD_NAME = (
     " and starts with a letter or digit"
 )
 DIGITS = re.compile(r"[0-9]{1,10}")
+PERCENT = (
+    "the path is never percent-encoded: a timer name, its seconds and a"
+    " read-only token are written only with A-Z a-z 0-9 . _ ~ -"
+)
 
 
 class Request(NamedTuple):
@@ -976,7 +1000,7 @@ def valid_name(name: str) -> str:
     return name
 
 
-def parse_seconds(text: str) -> int:
+def parse_seconds(text: str, most: int = MAX_SECONDS) -> int:
     match = SECONDS.fullmatch(text)
     if not match:
         raise HTTPError(
@@ -985,16 +1009,33 @@ def parse_seconds(text: str) -> int:
             " unit s, m, h, d or w (90, 90s, 70m, 25h, 7d, 2w)",
         )
     seconds = int(match[1]) * UNITS[match[2]]
-    if seconds > MAX_SECONDS:
-        raise HTTPError(400, f"seconds must be at most {MAX_SECONDS} in all")
+    if seconds > most:
+        raise HTTPError(
+            400,
+            f"seconds must be at most {most} in all"
+            f" ({human_duration(most)}, TIMERCHECK_MAX_SECONDS)",
+        )
     return seconds
 
 
+# The Unicode categories of characters that do not show as themselves.
+MISLEADING = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
 def parse_label(req: Request) -> str:
-    """A read-only URL's badge label, which the name must not be."""
+    """A read-only URL's badge label, which the name must not be. Nothing in
+    it may change how the text around it reads: no control characters, no
+    bidi controls or zero-width characters (format characters), no line or
+    paragraph separators, nothing unassigned."""
     label = req.query.get("label", "timer")
-    if not 1 <= len(label) <= 64 or CONTROL.search(label.replace(" ", "x")):
-        raise HTTPError(400, "label must be 1 to 64 printable characters")
+    if not 1 <= len(label) <= 64 or any(
+        unicodedata.category(c) in MISLEADING for c in label
+    ):
+        raise HTTPError(
+            400,
+            "label must be 1 to 64 printable characters: no control, bidi,"
+            " zero-width or line separator characters",
+        )
     return label
 
 
@@ -1059,6 +1100,56 @@ def ignored_because(environ: dict[str, Any]) -> str | None:
     return None
 
 
+# -- requests: how many sets one client may make --
+
+
+class SetBudget:
+    """The sets each client may still make: `per_minute` at once, given back
+    at a sixtieth of that a second (a bucket of tokens a client). A client
+    is the address its access line names; an IPv6 one counts by its /64,
+    which a host is commonly given whole."""
+
+    MOST_CLIENTS = 100_000  # counted at once; beyond, the full ones are forgotten
+
+    def __init__(self, per_minute: int) -> None:
+        self.size, self.rate = float(per_minute), per_minute / 60
+        self.lock = threading.Lock()
+        self.left: dict[str, tuple[float, float]] = {}  # client: (sets left, when)
+
+    def take(self, client: str, now: float) -> float:
+        """0 when the client may set now, which is counted; otherwise the
+        seconds until it may."""
+        key = network(client)
+        with self.lock:
+            left, when = self.left.get(key, (self.size, now))
+            left = min(self.size, left + max(0.0, now - when) * self.rate)
+            if left < 1:
+                return (1 - left) / self.rate
+            if key not in self.left and len(self.left) >= self.MOST_CLIENTS:
+                self.forget_full(now)
+            self.left[key] = (left - 1, now)
+            return 0.0
+
+    def forget_full(self, now: float) -> None:
+        """A client whose bucket has filled again is as if never counted; if
+        too many are still counting, all are forgotten (the WAF's rule is
+        the guard against that many addresses)."""
+        for key, (left, when) in list(self.left.items()):
+            if left + (now - when) * self.rate >= self.size:
+                del self.left[key]
+        if len(self.left) >= self.MOST_CLIENTS:
+            self.left.clear()
+
+
+def network(client: str) -> str:
+    if ":" not in client:
+        return client
+    try:
+        return str(ipaddress.IPv6Network(f"{client}/64", strict=False))
+    except ValueError:
+        return client
+
+
 # -- handlers --
 
 
@@ -1113,7 +1204,7 @@ def read_only_check(app: App, req: Request, token: str) -> Reply:
 
 def peek_timer(app: App, req: Request, name: str, seconds: str) -> Reply:
     """HEAD of a set URL: link checkers send it, so it must set nothing."""
-    parse_seconds(seconds)
+    parse_seconds(seconds, app.max_seconds)
     return check(app, req, valid_name(name), name, negotiate=False)
 
 
@@ -1128,12 +1219,19 @@ def request_origin(environ: dict[str, Any]) -> str:
 
 
 def set_timer(app: App, req: Request, name: str, seconds_text: str) -> Reply:
-    name, seconds, now = valid_name(name), parse_seconds(seconds_text), req.now_ms
+    name, now = valid_name(name), req.now_ms
+    seconds = parse_seconds(seconds_text, app.max_seconds)
     parse_query(req)  # a set answers in JSON, but a bad query is a 400 here too
     if req.method == "GET" and (reason := ignored_because(req.environ)):
         reply = check(app, req, name, name, negotiate=False)
         reply.headers.append(("X-Timer-Ignored", reason))
         return reply
+    if wait := app.set_budget.take(req.environ.get("REMOTE_ADDR", "-"), now / 1000):
+        raise HTTPError(
+            429,
+            f"too many sets from one client: {app.set_budget.size:.0f} a minute",
+            [("Retry-After", str(math.ceil(wait)))],
+        )
     token = app.token_keys().token(name)  # before the write: a 503 here sets nothing
     countdown = Timer(name, now, seconds, now // 1000 + seconds + app.retention)
     outcome = reset(app.store.put(countdown), countdown, now)
@@ -1191,11 +1289,13 @@ def route(
     """The handler for a request and the parts of the path it takes."""
     # waitress decodes %2F before the app sees the path, drops tabs from it,
     # and reads //x/5 as host x, path /5: a name must not turn into two path
-    # segments or into another name.
+    # segments or into another name, nor have a second spelling.
     raw_path = raw_target.partition("?")[0]
     if raw_path.startswith("//"):
         raise HTTPError(400, BAD_PATH)
-    if "%2f" in raw_path.lower() or CONTROL.search(raw_path):
+    if "%" in raw_path:
+        raise HTTPError(400, PERCENT)
+    if CONTROL.search(raw_path):
         raise HTTPError(400, BAD_NAME)
     for pattern, methods in ROUTES:
         if match := pattern.fullmatch(path):
@@ -1255,6 +1355,7 @@ def respond(
         ("Content-Type", content_type),
         ("Content-Length", str(len(data))),
         ("Cache-Control", "no-store"),
+        ("X-Content-Type-Options", "nosniff"),
         ("X-Request-Id", request_id),
         *reply.headers,
     ]
@@ -1298,7 +1399,8 @@ def forwarded(environ: dict[str, Any], trusted: str | None, count: int) -> None:
     as waitress reads it, into REMOTE_ADDR and wsgi.url_scheme; every other
     proxy header, and any from anyone else, dropped. Here and not in waitress,
     whose reading raises on some headers (IndexError on `:.`): a 400, not a
-    500, and a client that is not an IP address is `-`."""
+    500, and a client that is not an IP address (a zone suffix included) is
+    `-`."""
     untrusted = waitress.proxy_headers.PROXY_HEADERS
     if trusted and (trusted == "*" or environ.get("REMOTE_ADDR") == trusted):
         try:
@@ -1308,7 +1410,9 @@ def forwarded(environ: dict[str, Any], trusted: str | None, count: int) -> None:
         except Exception:
             raise HTTPError(400, "a proxy header is malformed") from None
         try:
-            ipaddress.ip_address(environ.get("REMOTE_ADDR", ""))
+            address = ipaddress.ip_address(environ.get("REMOTE_ADDR", ""))
+            if getattr(address, "scope_id", None) is not None:
+                raise ValueError("a zone: any text may follow the %")
         except ValueError:
             environ["REMOTE_ADDR"] = "-"
     waitress.proxy_headers.clear_untrusted_headers(environ, untrusted)
@@ -1326,9 +1430,13 @@ class App:
         max_wait: float = 2.0,
         trusted_proxy: str | None = None,
         trusted_proxy_count: int = 1,
+        max_seconds: int = DEFAULTS["max_seconds"],
+        sets_per_minute: int = DEFAULTS["sets_per_minute"],
     ) -> None:
         self.store, self.clock = store, clock
         self.retention = retention_days * 86400
+        self.max_seconds = max_seconds
+        self.set_budget = SetBudget(sets_per_minute)
         self.max_wait = max_wait
         self.trusted_proxy, self.trusted_proxy_count = (
             trusted_proxy,
@@ -1494,10 +1602,14 @@ def from_row(name: str, row: tuple[Any, ...] | None) -> Timer | None:
     return Timer(name, row[0], row[1], row[2], row[3], miss, resets)
 
 
+def file_of(path: str) -> str:
+    """The file a SQLite path or `file:` URI names."""
+    return unquote(urlsplit(path).path) if path.startswith("file:") else path
+
+
 def why_not_opened(path: str) -> str:
     """What the file system says of a path SQLite could not open."""
-    if path.startswith("file:"):
-        path = unquote(urlsplit(path).path)
+    path = file_of(path)
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         return " (it is a directory)"
@@ -1525,13 +1637,15 @@ class SqliteStore:
         self._write_lock = threading.Lock()
 
     def _connect(self) -> sqlite3.Connection:
-        if not self.path.startswith("file:") and not sqlite_in_memory(self.path):
+        if not sqlite_in_memory(self.path) and "mode=ro" not in self.path:
             # Every name in it is a write capability, and it holds the secret:
             # made for the service's user only, whatever the umask. SQLite
             # gives the -wal and -shm files it makes the database's mode.
             try:
                 os.close(
-                    os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                    os.open(
+                        file_of(self.path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
+                    )
                 )
             except OSError:
                 pass  # there already, or SQLite says why it cannot be
@@ -1569,6 +1683,22 @@ class SqliteStore:
             db.close()
             raise
         return db
+
+    def exposed(self) -> str | None:
+        """A warning if the database file can be read by anyone but its
+        owner (the owner's group included)."""
+        path = file_of(self.path)
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            return None
+        if not mode & 0o077:
+            return None
+        return (
+            f"the SQLite database {os.path.abspath(path)} is open to others"
+            f" (mode {mode & 0o777:04o}): every timer name in it can reset its"
+            f" timer, and it holds the secret; fix: chmod 600 {os.path.abspath(path)}"
+        )
 
     def open_now(self) -> str | None:
         """Open the database as the first request would, and try a write that
@@ -2256,14 +2386,22 @@ class Tunnel:
         self.status = self.parser.get_status_code()
 
 
-def tunnel(sock: socket.socket, host: str, authorization: str | None) -> None:
-    """Ask an HTTP proxy for a connection to `host` (CONNECT), for TLS."""
+def tunnel(
+    sock: socket.socket, host: str, authorization: str | None, deadline: float
+) -> None:
+    """Ask an HTTP proxy for a connection to `host` (CONNECT), for TLS, by
+    the call's deadline: a proxy that drips its answer must not hold the
+    thread past it."""
     request = f"CONNECT {host} HTTP/1.1\r\nhost: {host}\r\n"
     if authorization:
         request += f"proxy-authorization: {authorization}\r\n"
     sock.sendall(f"{request}\r\n".encode())
     framing, head = Tunnel(), b""
     while not framing.status:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the proxy did not answer CONNECT by the deadline")
+        sock.settimeout(left)
         chunk = sock.recv(RECEIVE)
         head += chunk
         if not chunk or len(head) > MAX_ANSWER:
@@ -2563,7 +2701,11 @@ class DynamoDB:
             )
             if self.tls:
                 if self.proxy:
-                    tunnel(sock, self.host, self.proxy.authorization)
+                    tunnel(sock, self.host, self.proxy.authorization, deadline)
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError("the call's deadline passed")
+                    sock.settimeout(min(timeout, left))  # for the TLS handshake
                 sock = tls_context(self.ca_bundle).wrap_socket(
                     sock, server_hostname=self.address[0]
                 )
@@ -2607,6 +2749,10 @@ class TimedRequestParser(waitress.parser.HTTPRequestParser):
     request without a body."""
 
     arrived = 0.0  # time.monotonic() when the request had been read whole
+
+    def __init__(self, adj: Any) -> None:
+        super().__init__(adj)
+        self.begun = time.monotonic()  # made when its first byte came
 
     def received(self, data: bytes) -> int:
         taken = super().received(data)
@@ -2679,14 +2825,12 @@ class NoSpinChannel(waitress.channel.HTTPChannel):
         return bool(self.total_outbufs_len) and (not self.requests or self.left_behind)
 
 
-HEALTH_FIRST = 2  # health checks that may wait ahead of everything else
+HEALTH_JUMPS = 10  # a second, and at most this many at once
 
 
 def health_check(channel: Any) -> bool:
-    """A load balancer's probe: `GET /` alone, not a batch of requests
-    pipelined on one connection (a probe never pipelines; a flood does)."""
-    if len(channel.requests) != 1:
-        return False
+    """Whether the request a connection is queued for is `GET /` or `HEAD /`
+    (however many more it pipelined behind it)."""
     request = channel.requests[0]  # a bad one may lack a path or a method
     path, method = getattr(request, "path", ""), getattr(request, "command", "")
     return path == "/" and method in ("GET", "HEAD")
@@ -2696,21 +2840,40 @@ class HealthFirstDispatcher(waitress.task.ThreadedTaskDispatcher):
     """waitress's queue of connections with a request to serve, except that
     a health check goes first: behind a storm of timer requests it would
     wait its turn past the load balancer's timeout, and the task would be
-    replaced just when it is needed most. Only a few go first at once: a
-    flood of `GET /` then waits its turn like any request, and cannot starve
-    the timers."""
+    replaced just when it is needed most.
+
+    What no client can make happen: requests already queued are passed by
+    more than HEALTH_JUMPS health checks at once, or more than HEALTH_JUMPS
+    a second after that. However `GET /` arrives (pipelined, in pairs,
+    behind or ahead of a timer request, on fresh connections), a health
+    check beyond that budget waits in line like any request, so a timer
+    request's wait grows by at most that many answers of `/` a second
+    (about 100 µs each, docs/operating.md). A load balancer probes each
+    task once every 30 s from each of its nodes: far inside the budget."""
+
+    jumps = HEALTH_JUMPS
+    clock = staticmethod(time.monotonic)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.allowance, self.counted = float(self.jumps), self.clock()
 
     def add_task(self, channel: Any) -> None:
         if not health_check(channel):
+            channel.jumped = False
             super().add_task(channel)
             return
         with self.lock:
-            ahead = 0  # health checks already first, served in their order
-            while ahead < min(HEALTH_FIRST, len(self.queue)) and health_check(
-                self.queue[ahead]
-            ):
-                ahead += 1
-            if ahead < HEALTH_FIRST:
+            now = self.clock()
+            elapsed = now - self.counted
+            self.allowance = min(self.jumps, self.allowance + elapsed * self.jumps)
+            self.counted = now
+            channel.jumped = self.allowance >= 1
+            if channel.jumped:
+                self.allowance -= 1
+                ahead = 0  # those that jumped before it keep their order
+                while ahead < len(self.queue) and self.queue[ahead].jumped:
+                    ahead += 1
                 self.queue.insert(ahead, channel)
             else:
                 self.queue.append(channel)
@@ -2755,6 +2918,31 @@ def accept_bursts(listener: Any) -> None:
 WAITRESS_BUILT_FOR = "3.0.2"  # requirements.txt pins it
 
 
+def close_late_requests(listener: Any, seconds: float) -> None:
+    """waitress closes a connection once it has been idle for its channel
+    timeout, and a client that sends a byte of a head now and then is never
+    idle: a few thousand such clients hold every connection for as long as
+    they like. Once a second, waitress's upkeep also closes a connection
+    whose request has not arrived whole `seconds` after its first byte came
+    (unless the connection is still answering an earlier request, and so not
+    reading)."""
+    close_idle = listener.maintenance
+
+    def maintenance(now: float) -> None:
+        close_idle(now)
+        begun_by = time.monotonic() - seconds
+        for channel in listener.active_channels.values():
+            request = channel.request
+            if (
+                request is not None
+                and not channel.requests
+                and getattr(request, "begun", begun_by) < begun_by
+            ):
+                channel.will_close = True
+
+    listener.maintenance = maintenance
+
+
 def waitress_gaps() -> list[str]:
     """The waitress internals the service relies on that this waitress lacks,
     each with what it is for: each is checked on a real object, so that on
@@ -2783,6 +2971,15 @@ def waitress_gaps() -> list[str]:
                 listener,
                 ("channel_class", "handle_accept")
                 + (("_map", "adj") if server else ()),
+            ),
+            "a listener's maintenance, active_channels (a deadline on a"
+            " request's arrival)": (
+                listener,
+                ("maintenance",) + (("active_channels",) if server else ()),
+            ),
+            "HTTPChannel's request, will_close (a deadline on a request's arrival)": (
+                channel,
+                ("request", "will_close"),
             ),
             "HTTPChannel's parser_class, task_class (shedding by time waited)": (
                 channel,
@@ -3091,6 +3288,8 @@ def serve(config: Config) -> int:
         max_wait=config.max_wait_ms / 1000,
         trusted_proxy=config.trusted_proxy,
         trusted_proxy_count=config.trusted_proxy_count,
+        max_seconds=config.max_seconds,
+        sets_per_minute=config.sets_per_minute,
     )
     if gaps := waitress_gaps():
         log.error(
@@ -3106,6 +3305,8 @@ def serve(config: Config) -> int:
             if warning := store.store.open_now():
                 log.warning("%s", warning)
                 read_only = True
+            if warning := store.store.exposed():
+                log.warning("%s", warning)
         except ConfigError as e:
             log.error("%s", e)
             return 1
@@ -3133,6 +3334,7 @@ def serve(config: Config) -> int:
     for listener in listeners:
         listener.channel_class = NoSpinChannel
         accept_bursts(listener)
+        close_late_requests(listener, config.request_timeout)
         host = listener.effective_host
         log.info(
             "timercheck serving on http://%s:%s with %s, %d threads,"

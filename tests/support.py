@@ -630,3 +630,18 @@ def clients(port: int, count: int, send: bool = True) -> list[socket.socket]:
 def rows(path: Path) -> list[str]:
     with sqlite3.connect(path) as db:
         return [row[0] for row in db.execute("SELECT timer FROM timers ORDER BY timer")]
+
+
+class DrippingProxy(Listening):
+    """An HTTP proxy that answers CONNECT a byte every 0.2 s, and never
+    carries anything."""
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                read_message(conn)
+                for byte in b"HTTP/1.1 200 Connection established\r\n\r\n":
+                    conn.sendall(bytes([byte]))
+                    time.sleep(0.2)
+            except (OSError, ValueError):
+                return

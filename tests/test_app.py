@@ -99,6 +99,9 @@ def test_a_malformed_proxy_header_from_a_trusted_proxy_is_a_400(
         ("[2001:db8::1]:4711", "-"),  # a port: not an address
         ("1.2.3.4 GET set_timer 00 200 1ms 9.9.9.9", "-"),
         ("unknown", "-"),
+        ("::1%\u00c3\u00a9vil", "-"),  # a zone: free text after an address
+        ("fe80::1%" + "x" * 64, "-"),
+        ("fe80::1%eth0", "-"),
     ],
 )
 def test_the_access_line_names_the_client_by_an_address_or_dash(

@@ -503,6 +503,26 @@ def test_a_read_only_database_warns_then_serves_checks(tmp_path: Path) -> None:
     )
 
 
+def test_a_database_others_can_read_is_one_warning_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    sqlite3.connect(path).close()
+    path.chmod(0o644)
+    with Process(
+        [sys.executable, str(ROOT / "timercheck.py")],
+        {"TIMERCHECK_DB": f"file:{path}", "PORT": str(port := free_port())},
+        port,
+    ) as server:
+        assert call(port, "GET", "/job/60").status == 200
+        output = server.output()
+    warnings = [line for line in output.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1
+    assert warnings[0].endswith(
+        f"the SQLite database {path} is open to others (mode 0644): every timer"
+        f" name in it can reset its timer, and it holds the secret; fix: chmod 600"
+        f" {path}"
+    )
+
+
 def test_a_missing_table_is_named_with_the_command_that_makes_it(
     tmp_path: Path,
 ) -> None:

@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import random
+import select
 import socket
 import subprocess
 import sys
@@ -587,3 +588,57 @@ def test_idle_connections_do_not_block_new_clients(tmp_path: Path) -> None:
         )
         assert above.status == 200
         assert above.seconds < 3 + 2
+
+
+def drip(port: int, every: float, stop: threading.Event, closed: list[int]) -> None:
+    """A head that never ends, a byte every `every` seconds, until the
+    server closes the connection (counted in `closed`) or the test stops."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"G")
+        for byte in b"ET /job HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 1000:
+            if stop.wait(every):
+                return
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                closed.append(1)
+                return
+            if select.select([sock], [], [], 0)[0]:  # the server's close
+                closed.append(1)
+                return
+
+
+def test_a_dripped_head_is_closed_at_the_request_timeout(tmp_path: Path) -> None:
+    """Every connection held by a head sent a byte at a time, each more
+    often than the channel timeout: the server closes them once their
+    request has not arrived whole 2 s after its first byte, and a new
+    client gets in."""
+    env = {
+        "TIMERCHECK_DB": str(tmp_path / "t.db"),
+        "TIMERCHECK_CONNECTION_LIMIT": "10",
+        "TIMERCHECK_CHANNEL_TIMEOUT": "3",
+        "TIMERCHECK_REQUEST_TIMEOUT": "2",
+    }
+    with service(env) as server:
+        stop = threading.Event()
+        closed: list[int] = []
+        drippers = [
+            threading.Thread(target=drip, args=(server.port, 0.5, stop, closed))
+            for _ in range(10)
+        ]
+        for dripper in drippers:
+            dripper.start()
+        try:
+            time.sleep(0.5)  # for every dripper to be connected
+            late = timed(server.port, "GET", "/", timeout=12)
+            for _ in range(100):  # each finds out at its next byte
+                if len(closed) == 10:
+                    break
+                time.sleep(0.1)
+        finally:
+            stop.set()
+            for dripper in drippers:
+                dripper.join()
+    print(f"\n[drip] 10 drippers over a limit of 10: GET / in {late.seconds:.2f}s")
+    assert late.status == 200
+    assert len(closed) == 10

@@ -93,15 +93,43 @@ def test_a_bad_query_on_a_set_url_is_400_and_sets_nothing(
     app.get("/job", status=404)
 
 
-@pytest.mark.parametrize("label", ["", "x" * 65, "a%0Ab", "a%1Bb", "a%09b"])
+@pytest.mark.parametrize(
+    "label",
+    [
+        "",
+        "x" * 65,
+        "a\nb",
+        "a\x1bb",
+        "a\tb",
+        "a\x7fb",
+        "a\x85b",  # C1: next line
+        "a\x9bb",  # C1: control sequence introducer
+        "a\u202eb",  # right-to-left override
+        "a\u2066b",  # left-to-right isolate
+        "a\u200fb",  # right-to-left mark
+        "a\u061cb",  # Arabic letter mark
+        "a\u200bb",  # zero-width space
+        "a\u200db",  # zero-width joiner
+        "a\ufeffb",  # zero-width no-break space
+        "a\u2028b",  # line separator
+        "a\u2029b",  # paragraph separator
+        "a\ue000b",  # private use
+        "a\U000e0001b",  # language tag
+    ],
+)
 def test_a_bad_label_is_400(app: TestApp, label: str) -> None:
     url = read_only_url(app, "job")
-    answer = app.get(f"{url}?format=svg&label={label}", status=400).json
-    message = "400: label must be 1 to 64 printable characters"
+    answer = app.get(url, params={"format": "svg", "label": label}, status=400).json
+    message = (
+        "400: label must be 1 to 64 printable characters: no control, bidi,"
+        " zero-width or line separator characters"
+    )
     assert answer["errorMessage"] == message
 
 
-@pytest.mark.parametrize("label", ["x", "y" * 64, "nightly backup", "a·b"])
+@pytest.mark.parametrize(
+    "label", ["x", "y" * 64, "nightly backup", "a·b", "café", "日本語", "ok 🕒"]
+)
 def test_a_label_of_1_to_64_printable_characters(app: TestApp, label: str) -> None:
     url = read_only_url(app, "job")
     assert (

@@ -437,24 +437,82 @@ def test_health_checks_go_to_the_front_of_the_queue() -> None:
     assert list(dispatcher.queue) == [root, head, check, post, bad, set_]
 
 
-def test_only_two_health_checks_go_first_at_once() -> None:
-    """A flood of `GET /` waits its turn behind the timer requests, and so
-    does a batch of them pipelined on one connection."""
+class Ticking:
+    """A monotonic clock that tests move by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def budgeted() -> tuple[HealthFirstDispatcher, Ticking]:
+    clock = Ticking()
     dispatcher = HealthFirstDispatcher()
-    check, set_ = queued("GET", "/job"), queued("GET", "/job/60")
-    health = [queued("GET", "/") for _ in range(4)]
-    batch = queued("GET", "/")
-    batch.requests *= 2
-    for channel in (check, batch, health[0], set_, *health[1:]):
+    dispatcher.clock = clock  # type: ignore[method-assign]
+    dispatcher.allowance, dispatcher.counted = 10.0, clock.now
+    return dispatcher, clock
+
+
+def test_health_checks_jump_the_queue_only_within_a_budget() -> None:
+    """10 at once, then 10 a second: the 11th waits in line like any request,
+    and a second later one more may jump, not more."""
+    dispatcher, clock = budgeted()
+    set_ = queued("GET", "/job/60")
+    health = [queued("GET", "/") for _ in range(13)]
+    dispatcher.add_task(set_)
+    for channel in health[:11]:
         dispatcher.add_task(channel)
+    assert list(dispatcher.queue) == [*health[:10], set_, health[10]]
+    clock.now += 0.1
+    dispatcher.add_task(health[11])
+    dispatcher.add_task(health[12])
     assert list(dispatcher.queue) == [
-        health[0],
-        health[1],
-        check,
-        batch,
+        *health[:10],
+        health[11],
         set_,
-        *health[2:],
+        health[10],
+        health[12],
     ]
+
+
+def test_the_budget_refills_to_10_and_no_further() -> None:
+    dispatcher, clock = budgeted()
+    set_ = queued("GET", "/job/60")
+    dispatcher.add_task(set_)
+    clock.now += 3600
+    health = [queued("HEAD", "/") for _ in range(11)]
+    for channel in health:
+        dispatcher.add_task(channel)
+    assert list(dispatcher.queue) == [*health[:10], set_, health[10]]
+
+
+def test_a_pipelined_health_check_spends_the_budget_like_any_other() -> None:
+    """A connection is queued for its first request: `GET /` with another
+    behind it (`/` or a timer's) jumps within the budget, and spends it."""
+    dispatcher, _ = budgeted()
+    set_ = queued("GET", "/job/60")
+    pairs = [queued("GET", "/") for _ in range(11)]
+    for channel in pairs:
+        channel.requests.append(SimpleNamespace(command="GET", path="/job"))
+    dispatcher.add_task(set_)
+    for channel in pairs:
+        dispatcher.add_task(channel)
+    assert list(dispatcher.queue) == [*pairs[:10], set_, pairs[10]]
+
+
+def test_a_connection_queued_again_for_a_timer_request_jumps_nothing() -> None:
+    dispatcher, _ = budgeted()
+    first, set_ = queued("GET", "/"), queued("GET", "/job/60")
+    dispatcher.add_task(first)
+    dispatcher.queue.popleft()  # a worker serves its `GET /`
+    first.requests = [SimpleNamespace(command="GET", path="/job")]
+    dispatcher.add_task(set_)
+    dispatcher.add_task(first)
+    health = queued("GET", "/")
+    dispatcher.add_task(health)
+    assert list(dispatcher.queue) == [health, set_, first]
 
 
 def listening(

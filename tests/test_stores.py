@@ -471,17 +471,42 @@ def test_a_miss_costs_one_more_write_and_a_reset_one(
     assert [operation for operation, _ in calls] == ["GetItem"]
 
 
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "{dir}/t.db",
+        "file:{dir}/t.db",
+        "file://{dir}/t.db?mode=rwc",
+        "file:{dir}/t%2Edb",
+    ],
+)
 def test_the_sqlite_files_are_for_the_service_s_user_only(
-    tmp_path: Path, clock: FakeClock
+    tmp_path: Path, clock: FakeClock, spelling: str
 ) -> None:
     old = os.umask(0o022)
     try:
-        app = TestApp(App(SqliteStore(str(tmp_path / "t.db")), clock))
+        path = spelling.format(dir=tmp_path)
+        app = TestApp(App(SqliteStore(path), clock))
         app.get("/job/60")
         modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
     finally:
         os.umask(old)
     assert modes == {"t.db": 0o600, "t.db-wal": 0o600, "t.db-shm": 0o600}
+
+
+def test_a_database_open_to_others_is_named_with_its_fix(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    path.touch(0o644)
+    path.chmod(0o644)
+    assert SqliteStore(f"file:{path}").exposed() == (
+        f"the SQLite database {path} is open to others (mode 0644): every timer"
+        " name in it can reset its timer, and it holds the secret;"
+        f" fix: chmod 600 {path}"
+    )
+    path.chmod(0o600)
+    assert SqliteStore(str(path)).exposed() is None
+    path.chmod(0o640)
+    assert "(mode 0640)" in (SqliteStore(str(path)).exposed() or "")
 
 
 def set_operations(calls: list[tuple[str, dict[str, Any]]]) -> list[str]:

@@ -44,6 +44,7 @@ from fakes import (
 )
 from support import (
     FAKE_AWS,
+    DrippingProxy,
     ForwardProxy,
     Misbehaving,
     free_port,
@@ -321,6 +322,21 @@ def test_https_store_calls_tunnel_through_https_proxy_with_the_ca_bundle(
     assert [head.split("\r\n")[0] for head in forward.seen] == [
         f"CONNECT localhost:{port} HTTP/1.1"
     ]
+
+
+def test_a_proxy_that_drips_its_connect_answer_is_cut_off_by_the_deadline(
+    aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole answer to CONNECT takes 7 s; each byte comes well within the
+    connect timeout, so only the call's deadline (1 s here) can end it."""
+    proxy = DrippingProxy()
+    try:
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
+        api = wire(9, "https", "localhost", deadline=1.0)
+        raised = raised_on_a_thread(lambda: api.call("GetItem", {}))
+    finally:
+        proxy.close()
+    assert raised == [botocore.exceptions.ConnectTimeoutError]
 
 
 def test_a_profile_s_ca_bundle_is_used_as_botocore_uses_it(
