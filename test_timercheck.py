@@ -272,8 +272,8 @@ def test_post_and_put_set_too(app: TestApp, method: str) -> None:
         ("007", 7),
         ("0m", 0),
         ("0000000001", 1),
-        ("999999999", 999_999_999),
-        ("1653w", 999_734_400),
+        ("34560000", 34_560_000),  # 400 days, TIMERCHECK_MAX_SECONDS's default
+        ("400d", 34_560_000),
     ],
 )
 def test_seconds_take_units(app: TestApp, seconds: str, expected: int) -> None:
@@ -396,7 +396,9 @@ NOT_SECONDS = (
     "400: seconds must be 1 to 10 digits, optionally followed by one unit"
     " s, m, h, d or w (90, 90s, 70m, 25h, 7d, 2w)"
 )
-TOO_MANY_SECONDS = "400: seconds must be at most 999999999 in all"
+TOO_MANY_SECONDS = (
+    "400: seconds must be at most 34560000 in all (400d, TIMERCHECK_MAX_SECONDS)"
+)
 
 
 @pytest.mark.parametrize(
@@ -413,6 +415,9 @@ TOO_MANY_SECONDS = "400: seconds must be at most 999999999 in all"
         ("9999999999", TOO_MANY_SECONDS),
         ("1000000000", TOO_MANY_SECONDS),
         ("99999999w", TOO_MANY_SECONDS),
+        ("34560001", TOO_MANY_SECONDS),
+        ("401d", TOO_MANY_SECONDS),
+        ("58w", TOO_MANY_SECONDS),
         ("5S", NOT_SECONDS),
         ("5ms", NOT_SECONDS),
         ("5 ", NOT_SECONDS),
@@ -431,6 +436,78 @@ def test_bad_seconds_are_400(app: TestApp, seconds: str, message: str) -> None:
     assert response.json["errorMessage"] == message
     assert "X-Timer-Status" not in response.headers
     app.get("/job", status=404)
+
+
+def test_an_operator_may_allow_periods_up_to_999999999(
+    store: Any, clock: FakeClock
+) -> None:
+    app = TestApp(App(store, clock, max_seconds=999_999_999))
+    assert app.get("/job/999999999").json["new_start_seconds"] == 999_999_999
+    assert app.get("/job/1653w").json["new_start_seconds"] == 999_734_400
+    answer = app.get("/job/1000000000", status=400).json
+    assert answer["errorMessage"] == (
+        "400: seconds must be at most 999999999 in all"
+        " (11574d 1h, TIMERCHECK_MAX_SECONDS)"
+    )
+
+
+def test_a_period_past_the_most_sets_nothing_on_head_or_get(app: TestApp) -> None:
+    app.head("/job/401d", status=400)
+    app.get("/job/401d", status=400)
+    app.get("/job", status=404)
+
+
+# -- how many sets one client may make --
+
+
+def client(address: str) -> dict[str, str]:
+    return {"REMOTE_ADDR": address}
+
+
+def test_one_client_s_sets_past_its_budget_are_429_and_write_nothing(
+    store: Any, clock: FakeClock
+) -> None:
+    """5 a minute: 5 at once, then one every 12 s. Past it: 429 with
+    Retry-After, the timer untouched; its checks, `/`, and every other
+    client's sets answer as ever."""
+    app = TestApp(App(store, clock, sets_per_minute=5))
+    flood, other = client("198.51.100.7"), client("203.0.113.9")
+    for n in range(5):
+        app.get(f"/job/{60 + n}", extra_environ=flood)
+    answer = app.get("/job/600", extra_environ=flood, status=429)
+    assert answer.headers["Retry-After"] == "12"
+    assert answer.json["errorMessage"] == (
+        "429: too many sets from one client: 5 a minute"
+    )
+    app.post("/job/600", extra_environ=flood, status=429)
+    assert app.get("/job", extra_environ=flood).json["start_seconds"] == 64
+    assert app.get("/", extra_environ=flood).text == "OK"
+    assert app.get("/other/60", extra_environ=other).status_int == 200
+    clock.advance(11)
+    assert (
+        app.get("/job/600", extra_environ=flood, status=429).headers["Retry-After"]
+        == "1"
+    )
+    clock.advance(1)
+    app.get("/job/600", extra_environ=flood)
+    app.get("/job/600", extra_environ=flood, status=429)
+    assert app.get("/job").json["start_seconds"] == 600
+
+
+def test_an_ipv6_client_is_counted_by_its_64(store: Any, clock: FakeClock) -> None:
+    app = TestApp(App(store, clock, sets_per_minute=2))
+    app.get("/job/60", extra_environ=client("2001:db8:1:2::1"))
+    app.get("/job/60", extra_environ=client("2001:db8:1:2:ffff::9"))
+    app.get("/job/60", extra_environ=client("2001:db8:1:2::3"), status=429)
+    app.get("/job/60", extra_environ=client("2001:db8:1:3::1"))
+
+
+def test_a_prefetcher_s_get_spends_no_budget(store: Any, clock: FakeClock) -> None:
+    app = TestApp(App(store, clock, sets_per_minute=1))
+    bot = {"REMOTE_ADDR": "192.0.2.1", "HTTP_USER_AGENT": "Slackbot 1.0"}
+    for _ in range(3):
+        app.get("/job/60", extra_environ=bot, status=404)
+    app.get("/job/60", extra_environ=client("192.0.2.1"))
 
 
 @pytest.mark.parametrize(

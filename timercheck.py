@@ -482,6 +482,12 @@ class Store(Protocol):
 # -- secrets --
 
 TOKEN = re.compile(r"[A-Za-z0-9_-]{22,400}")
+SECRET_BYTES = 32  # a store makes its secret this long
+DAMAGED = (
+    "the store's secret is damaged ({} bytes where {} were made): sets and"
+    " read-only URLs answer 503 until it is deleted, and a new one is made"
+    ' (docs/operating.md, "The secret")'
+)
 
 
 def derive(secret: bytes, purpose: bytes, length: int) -> bytes:
@@ -1103,6 +1109,15 @@ def ignored_because(environ: dict[str, Any]) -> str | None:
 # -- requests: how many sets one client may make --
 
 
+def network(client: str) -> str:
+    if ":" not in client:
+        return client
+    try:
+        return str(ipaddress.IPv6Network(f"{client}/64", strict=False))
+    except ValueError:
+        return client
+
+
 class SetBudget:
     """The sets each client may still make: `per_minute` at once, given back
     at a sixtieth of that a second (a bucket of tokens a client). A client
@@ -1124,7 +1139,7 @@ class SetBudget:
             left, when = self.left.get(key, (self.size, now))
             left = min(self.size, left + max(0.0, now - when) * self.rate)
             if left < 1:
-                return (1 - left) / self.rate
+                return round((1 - left) / self.rate, 3)  # to the millisecond
             if key not in self.left and len(self.left) >= self.MOST_CLIENTS:
                 self.forget_full(now)
             self.left[key] = (left - 1, now)
@@ -1139,15 +1154,6 @@ class SetBudget:
                 del self.left[key]
         if len(self.left) >= self.MOST_CLIENTS:
             self.left.clear()
-
-
-def network(client: str) -> str:
-    if ":" not in client:
-        return client
-    try:
-        return str(ipaddress.IPv6Network(f"{client}/64", strict=False))
-    except ValueError:
-        return client
 
 
 # -- handlers --
@@ -1458,6 +1464,8 @@ class App:
         (which revokes every read-only URL), made by whichever task asks
         first and taken by the others."""
         secret = self.store.secret()
+        if len(secret) != SECRET_BYTES:  # never adopted: every task would differ
+            raise StoreUnavailable(DAMAGED.format(len(secret), SECRET_BYTES))
         if secret != self._secret:
             if self._token_keys is not None:
                 log.warning(
@@ -1770,8 +1778,8 @@ class SqliteStore:
         self._run(SECRETS_TABLE_SQL, (), write=True)
         row = self._run(GET_SECRET_SQL, (), write=False)
         if row is None:  # the first process to ask makes it; a racer gets it
-            row = self._run(MAKE_SECRET_SQL, (os.urandom(32),), write=True)
-        return bytes(row[0])
+            row = self._run(MAKE_SECRET_SQL, (os.urandom(SECRET_BYTES),), write=True)
+        return row[0] if isinstance(row[0], bytes) else b""  # not bytes: damaged
 
 
 def error_code(e: Exception) -> str:
@@ -2024,11 +2032,14 @@ class DynamoStore:
             UpdateExpression="SET secret = if_not_exists(secret, :new)",
             # The wire carries binary attributes in base64.
             ExpressionAttributeValues={
-                ":new": {"B": base64.b64encode(os.urandom(32)).decode()}
+                ":new": {"B": base64.b64encode(os.urandom(SECRET_BYTES)).decode()}
             },
             ReturnValues="ALL_NEW",
         )
-        return base64.b64decode(answer["Attributes"]["secret"]["B"])
+        try:
+            return base64.b64decode(answer["Attributes"]["secret"]["B"], validate=True)
+        except (KeyError, TypeError, binascii.Error):
+            return b""  # not binary, or not base64: damaged
 
     def create_table(self) -> None:
         """Create the table as extensions/service-ecs.yml does, if it is missing."""

@@ -32,6 +32,9 @@ from timercheck import Config, ConfigError
         ("TIMERCHECK_MAX_WAIT_MS", "0", "out of range; allowed: 1 to 60000"),
         ("TIMERCHECK_MAX_WAIT_MS", "60001", "out of range; allowed: 1 to 60000"),
         ("TIMERCHECK_CHANNEL_TIMEOUT", "0", "out of range; allowed: 1 to 86400"),
+        ("TIMERCHECK_REQUEST_TIMEOUT", "0", "out of range; allowed: 1 to 3600"),
+        ("TIMERCHECK_MAX_SECONDS", "1000000000", "out of range"),
+        ("TIMERCHECK_SETS_PER_MINUTE", "0", "out of range; allowed: 1 to 1000000"),
         ("TIMERCHECK_TRUSTED_PROXY_COUNT", "0", "allowed: 1 to 10"),
         ("TIMERCHECK_DB", ":memory:", "each thread would get its own"),
         ("TIMERCHECK_DB", "file:t?mode=memory&cache=shared", "in-memory"),
@@ -62,7 +65,10 @@ def test_the_defaults_and_every_setting_read_from_the_environment() -> None:
             "HOST": "0.0.0.0",
             "PORT": "0",
             "TIMERCHECK_THREADS": "16",
+            "TIMERCHECK_MAX_SECONDS": "999999999",
+            "TIMERCHECK_SETS_PER_MINUTE": "60",
             "TIMERCHECK_CHANNEL_TIMEOUT": "30",
+            "TIMERCHECK_REQUEST_TIMEOUT": "5",
             "TIMERCHECK_CONNECTION_LIMIT": "50",
             "TIMERCHECK_MAX_WAIT_MS": "500",
             "TIMERCHECK_TRUSTED_PROXY": "*",
@@ -78,7 +84,10 @@ def test_the_defaults_and_every_setting_read_from_the_environment() -> None:
         host="0.0.0.0",
         port=0,
         threads=16,
+        max_seconds=999_999_999,
+        sets_per_minute=60,
         channel_timeout=30,
+        request_timeout=5,
         connection_limit=50,
         max_wait_ms=500,
         trusted_proxy="*",
@@ -224,10 +233,13 @@ def test_every_setting_says_what_it_allows() -> None:
         "TIMERCHECK_DB": "a file path, or a file: URI",
         "REGION": "any text",
         "TIMERCHECK_RETENTION_DAYS": "1 to 3650",
+        "TIMERCHECK_MAX_SECONDS": "1 to 999999999",
+        "TIMERCHECK_SETS_PER_MINUTE": "1 to 1000000",
         "HOST": "an IP address or a host name",
         "PORT": "0 to 65535",
         "TIMERCHECK_THREADS": "1 to 256",
         "TIMERCHECK_CHANNEL_TIMEOUT": "1 to 86400",
+        "TIMERCHECK_REQUEST_TIMEOUT": "1 to 3600",
         "TIMERCHECK_CONNECTION_LIMIT": "1 to 100000",
         "TIMERCHECK_MAX_WAIT_MS": "1 to 60000",
         "TIMERCHECK_TRUSTED_PROXY": "any text",
@@ -248,12 +260,12 @@ def test_the_help_lists_each_setting_with_its_default_and_range() -> None:
         "      DynamoDB table of timers; unset: the SQLite file",
         "      default: unset; allowed: any text",
     ]
-    assert lines[16:19] == [
+    assert lines[22:25] == [
         "  PORT",
         "      port to listen on; 0: any free port, logged at start",
         "      default: 8080; allowed: 0 to 65535",
     ]
-    assert len(lines) == 1 + 3 * 13
+    assert len(lines) == 1 + 3 * 16
 
 
 @pytest.mark.parametrize(

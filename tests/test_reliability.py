@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import random
+import re
 import select
 import socket
 import subprocess
@@ -415,7 +416,8 @@ HOSTILE: list[tuple[str, bytes, int, str]] = [
     ("seconds abc", request("GET", "/h/abc"), 400, JSON),
     ("seconds 0m", request("GET", "/h-0m/0m"), 200, JSON),
     ("seconds 99999999w", request("GET", "/h/99999999w"), 400, JSON),
-    ("seconds 1653w", request("GET", "/h-w/1653w"), 200, JSON),
+    ("seconds 1653w", request("GET", "/h-w/1653w"), 400, JSON),  # past 400 days
+    ("seconds 57w", request("GET", "/h-w/57w"), 200, JSON),
     ("seconds 1000000000", request("GET", "/h/1000000000"), 400, JSON),
     ("seconds upper-case unit", request("GET", "/h/5M"), 400, JSON),
     ("seconds two units", request("GET", "/h/5mh"), 400, JSON),
@@ -642,3 +644,42 @@ def test_a_dripped_head_is_closed_at_the_request_timeout(tmp_path: Path) -> None
     print(f"\n[drip] 10 drippers over a limit of 10: GET / in {late.seconds:.2f}s")
     assert late.status == 200
     assert len(closed) == 10
+
+
+def test_one_client_s_flood_of_sets_leaves_another_s_at_200(tmp_path: Path) -> None:
+    """Behind a trusted proxy, a client pipelining 100 sets on one connection
+    gets 20 (its budget) and then 429s with Retry-After; another client's
+    sets beside it are all 200, and so are the flooder's checks."""
+    env = {
+        "TIMERCHECK_DB": str(tmp_path / "t.db"),
+        "TIMERCHECK_SETS_PER_MINUTE": "20",
+        "TIMERCHECK_TRUSTED_PROXY": "127.0.0.1",
+    }
+
+    def as_client(address: str, path: str) -> bytes:
+        return (
+            f"GET {path} HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {address}\r\n\r\n"
+        ).encode()
+
+    with service(env) as server:
+        flood = b"".join(as_client("198.51.100.7", f"/f-{n}/60") for n in range(100))
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(flood)
+            data = b""
+            while data.count(b"HTTP/1.1 ") < 100:
+                data += sock.recv(65536)
+            close = b"\r\nConnection: close\r\n\r\n"
+            other = [
+                raw(
+                    server.port,
+                    as_client("203.0.113.9", f"/o-{n}/60").replace(b"\r\n\r\n", close),
+                )
+                for n in range(10)
+            ]
+            sock.sendall(as_client("198.51.100.7", "/f-0"))
+            check = sock.recv(65536)
+    statuses = re.findall(rb"HTTP/1.1 (\d+)", data)
+    assert statuses == [b"200"] * 20 + [b"429"] * 80
+    assert data.count(b"\r\nRetry-After: ") == 80
+    assert [answer.split(b" ")[1] for answer in other] == [b"200"] * 10
+    assert check.startswith(b"HTTP/1.1 200 ")

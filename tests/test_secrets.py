@@ -227,6 +227,53 @@ def test_a_deleted_secret_is_replaced_and_adopted_by_every_task(
     assert len([r for r in caplog.records if r.name == "timercheck"]) == 1
 
 
+def damage_secret(store: Any, value: Any) -> None:
+    """The secret as a bad hand or a bad restore may leave it: `value` is
+    bytes, or text where bytes belong."""
+    if isinstance(store, SqliteStore):
+        with sqlite3.connect(store.path) as db:
+            db.execute("UPDATE secrets SET value = ?", (value,))
+        return
+    attribute = {"B": value} if isinstance(value, bytes) else {"S": value}
+    store.client.put_item(
+        TableName=store.table, Item={"timer": {"S": "~secret"}, "secret": attribute}
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "length"),
+    [(b"", 0), (b"short", 5), (b"x" * 33, 33), ("text, not bytes", 0)],
+)
+def test_a_damaged_secret_is_a_503_never_a_500_and_never_adopted(
+    store: Any,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+    value: Any,
+    length: int,
+) -> None:
+    """A fresh task meets a damaged secret: every set and read-only check
+    is a 503 with Retry-After naming nothing of the damage to the client,
+    checks by name still answer, and the log says what to do. Deleted, it
+    is made again and served."""
+    TestApp(App(store, clock)).get("/job/60")  # the secret is made
+    damage_secret(store, value)
+    app = TestApp(App(store, clock))
+    caplog.set_level("WARNING", "timercheck")
+    answer = app.get("/job/60", status=503)
+    assert answer.headers["Retry-After"] == "5"
+    assert answer.json["errorMessage"] == "503: timer store unavailable"
+    app.get("/-/" + "A" * 43, status=503)
+    assert app.get("/job").json["start_seconds"] == 60
+    said = [r.getMessage() for r in caplog.records if r.name == "timercheck"]
+    assert said[0].endswith(
+        f"store unavailable: the store's secret is damaged ({length} bytes where"
+        " 32 were made): sets and read-only URLs answer 503 until it is deleted,"
+        ' and a new one is made (docs/operating.md, "The secret")'
+    )
+    delete_secret(store)
+    assert app.get("/job/60").json["read_only_token"]
+
+
 def test_every_task_reads_the_secret_again_every_minute(tmp_path: Path) -> None:
     stop = Rounds(3)
     follow_secret(App(FailingStore()), stop)  # type: ignore[arg-type]
