@@ -2687,7 +2687,13 @@ class DynamoDB:
         want = min(self.timeouts[1], deadline - time.monotonic())
         if want <= 0:
             raise TimeoutError("the call's deadline passed")
-        if want < link.timeout or link.timeout < self.timeouts[1] <= want:
+        # A new connection has none yet (0.0): it always gets one, the
+        # deadline's rest where that is shorter than a read timeout.
+        if (
+            not link.timeout
+            or want < link.timeout
+            or link.timeout < self.timeouts[1] <= want
+        ):
             set_timeouts(link.sock, want)  # type: ignore[arg-type]
             link.timeout = want
 

@@ -24,6 +24,7 @@ import boto3
 import botocore.auth
 import botocore.exceptions
 import botocore.handlers
+import botocore.retries.standard as retries
 import pytest
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
@@ -1103,3 +1104,65 @@ def test_an_answer_the_store_cannot_read_is_a_503(
     app = TestApp(App(dynamo, clock))
     failed = app.get(path, status=503)
     assert failed.json["errorMessage"] == "503: timer store unavailable"
+
+
+# -- what the wire promises, each seen to fail when broken --
+
+
+def test_the_deadline_covers_the_whole_call_not_each_attempt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """10 attempts allowed, each timing out at 0.4 s, no wait between them:
+    within a deadline of 1 s only the first 3 can start."""
+    monkeypatch.setattr(retries.ExponentialBackoff, "delay_amount", lambda *a: 0.0)
+    port, carried, _ = scripted_server([b""] * 10, close_after=set())
+    api = wire(port, timeouts=(0.4, 0.4), attempts=10, deadline=1.0)
+    raised = raised_on_a_thread(lambda: api.call("GetItem", {}))
+    assert raised == [botocore.exceptions.ReadTimeoutError]
+    assert 2 <= len(carried) <= 3
+
+
+def test_an_answer_is_refused_once_it_passes_1_mib() -> None:
+    """64 MiB sent as fast as loopback takes it, with a deadline of 30 s:
+    the cap, not the deadline, ends each attempt, and no attempt reads the
+    whole (which would then fail as a garbled answer instead)."""
+    huge = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (64 << 20)
+    huge += b" " * (64 << 20)
+    port, carried, _ = scripted_server([huge, huge], close_after={0, 1})
+    api = wire(port, deadline=30.0)
+    raised = raised_on_a_thread(lambda: api.call("GetItem", {}))
+    assert raised == [botocore.exceptions.ConnectionClosedError]
+    assert carried == [1, 1]
+
+
+def test_successes_give_the_retry_quota_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a bad spell has spent the quota, 100 calls that succeed earn
+    retries again: the next failure is retried, and succeeds."""
+    client = fake_client()
+    api = DynamoDB(client, FAKE_CREDENTIALS)
+    record_sleeps(monkeypatch)
+    error = (500, {}, b'{"__type":"x#InternalServerError","message":""}')
+    ok = (200, {}, b"{}")
+    sent = scripted_responses(client, [error] * 75 + [ok] * 100 + [error, ok])
+    for _ in range(40):
+        with pytest.raises(botocore.exceptions.ClientError):
+            api.call("GetItem", {})
+    assert len(sent) == 75  # the quota spent: one attempt a call
+    for _ in range(100):
+        assert api.call("GetItem", {}) == {}
+    assert api.call("GetItem", {}) == {}
+    assert len(sent) == 75 + 100 + 2
+
+
+def test_bytes_after_an_answer_in_the_same_read_drop_the_connection() -> None:
+    """A second answer right behind the first, in one write (empty, so that
+    the two would read as one good answer): the first is not trusted, the
+    call is retried on a new connection and gets its own answer."""
+    stray = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    own = b'HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n{"d":2}'
+    next_ = b'HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n{"n":3}'
+    port, carried, _ = scripted_server([OK + stray, own, next_], close_after=set())
+    api = wire(port)
+    assert api.call("GetItem", {}) == {"d": 2}
+    assert api.call("GetItem", {}) == {"n": 3}
+    assert carried == [1, 2]
