@@ -30,8 +30,9 @@ only what is above it; type annotations alone name things further down
                   thread
   wire            DynamoDB's API by hand: SigV4, one HTTP/1.1 exchange per
                   operation
-  waitress hooks  health first, accept bursts, shedding by time waited, one
-                  send an answer, no write spin
+  waitress hooks  health first within a budget, accept bursts, shedding by
+                  time waited, a deadline on a request's arrival, one send
+                  an answer, no write spin
   entry point     make_store, the log, the threads beside the server; serve
                   and main, which tie the rest together and so come last
 """
@@ -2753,7 +2754,8 @@ class DynamoDB:
 
 # waitress 3.0.2 (requirements.txt pins it), changed where it fell short,
 # each change measured in docs/operating.md: the task queue serves a load
-# balancer's probe first, the listener accepts a storm in bursts, the parser
+# balancer's probe first (within a budget of jumps), the listener accepts a
+# storm in bursts, its upkeep closes a connection whose request is late, the parser
 # stamps when a request arrived (shedding by time waited), a worker sends an
 # answer in one send (19 µs), and the main loop no longer spins while a
 # worker writes (38 µs). `waitress_gaps` checks at start that this waitress
